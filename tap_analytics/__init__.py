@@ -1,0 +1,1 @@
+"""tap-analytics: a Singer tap for the analytics API."""

@@ -1,0 +1,233 @@
+"""The eight streams, built from `tap_analytics.definitions`.
+
+Incremental sync is a client-side bookmark over a full scan (the API cannot filter or sort by
+`updatedAt`): every page is read, and records not newer than the bookmark are not emitted.
+Parents are always scanned in full, so a child that changed under an unchanged parent is found.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dataclasses import asdict, dataclass
+
+from singer_sdk import Stream
+from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
+
+from tap_analytics.client import ApiClient, child_path
+from tap_analytics.definitions import STREAMS, StreamDefinition
+from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
+from tap_analytics.timestamps import TimestampError, canonical, canonical_from_datetime
+
+if t.TYPE_CHECKING:
+    from tap_analytics.tap import TapAnalytics
+
+
+@dataclass(slots=True)
+class ChildStreamMetadata(StreamMetadata):
+    """Stream metadata that also names the parent, so the catalog shows the hierarchy."""
+
+    parent_tap_stream_id: str | None = None
+
+
+class AnalyticsStream(Stream):
+    """Base stream: pages from `ApiClient`, key checks, bookmark filtering, lean state."""
+
+    definition: t.ClassVar[StreamDefinition]
+    child_key: t.ClassVar[str] = ""
+    """Name under which this stream's id is passed to its child streams (`app_id`, `src_id`)."""
+    is_sorted = False  # upstream orders by id (or name), never by updatedAt
+    ignore_parent_replication_key = True  # a child can change while its parent does not
+    # one bookmark per child stream, not per parent: keeps STATE small (see NOTES.md)
+    state_partitioning_keys: t.ClassVar[list[str] | None] = None  # type: ignore[misc]
+
+    def __init__(self, tap: TapAnalytics) -> None:
+        super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
+        self.primary_keys = [self.definition.primary_key]
+        self.replication_key = self.definition.replication_key
+        if self.definition.is_child:
+            self.state_partitioning_keys = []
+        self._tap_analytics = tap
+        self._schema_sent = False
+        self._thresholds: tuple[str | None, str | None] | None = None
+
+    # -- wiring -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> ApiClient:
+        return self._tap_analytics.client
+
+    @property
+    def metadata(self) -> MetadataMapping:
+        """Standard metadata, plus `parent-tap-stream-id` on child streams."""
+        mapping = super().metadata
+        root = mapping.get(())
+        if self.definition.parent and type(root) is StreamMetadata:
+            mapping[()] = ChildStreamMetadata(
+                **asdict(root), parent_tap_stream_id=self.definition.parent
+            )
+        return mapping
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        """Children receive the parent's primary key under their path parameter's name."""
+        return {self.child_key: record[self.definition.primary_key]}
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> str | None:
+        """The sync's start time: no bookmark may pass it (records changing during the scan)."""
+        signpost = super().get_replication_key_signpost(context)
+        if signpost is None:
+            return None
+        return canonical_from_datetime(t.cast("Any", signpost))
+
+    # -- records --------------------------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        definition = self.definition
+        if definition.is_child:
+            yield from self._child_records(context)
+            return
+        records = self._scan(definition.path)
+        prefetcher = self._tap_analytics.prefetcher
+        fetchers = self._prefetchable_children()
+        if prefetcher is None or not fetchers:
+            yield from records
+            return
+        pk = definition.primary_key
+        try:
+            yield from prefetcher.iter_with_lookahead(((r[pk], r) for r in records), fetchers)
+        finally:
+            prefetcher.discard()
+
+    def _scan(self, path: str, parent: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every record of one list path, checked for its keys (parent id added for children)."""
+        pk = self.definition.primary_key
+        rk = self.definition.replication_key
+        for page in self.client.iter_pages(self.name, path, self.definition.params):
+            for record in page:
+                if record.get(pk) is None:
+                    raise RecordError(
+                        f"stream '{self.name}', GET {path}: a record has no primary key "
+                        f"'{pk}' (fields present: {sorted(record)[:12]}). Refusing to emit a "
+                        "row that cannot be merged; report this to the API provider."
+                    )
+                if record.get(rk) is None:
+                    raise RecordError(
+                        f"stream '{self.name}', GET {path}: record {pk}={record[pk]!r} has no "
+                        f"replication key '{rk}'; incremental sync cannot place it."
+                    )
+                if parent is not None:
+                    record[parent[0]] = parent[1]
+                yield record
+
+    def _child_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+        key = t.cast("str", self.definition.parent_key)
+        if not context or key not in context:
+            raise AnalyticsAPIError(
+                f"stream '{self.name}' needs a '{key}' from its parent stream "
+                f"'{self.definition.parent}'; it cannot be synced on its own."
+            )
+        parent_id = str(context[key])
+        prefetcher = self._tap_analytics.prefetcher
+        future = prefetcher.take(self.name, parent_id) if prefetcher else None
+        if future is not None:
+            yield from future.result()  # re-raises a worker's failure here, in order
+            return
+        yield from self.fetch_children(parent_id)
+
+    def fetch_children(self, parent_id: str) -> list[dict[str, Any]]:
+        """All records of this child stream under one parent; a 404 means the parent is gone."""
+        key = t.cast("str", self.definition.parent_key)
+        path = child_path(self.definition.path, **{key: parent_id})
+        try:
+            return list(self._scan(path, parent=(key, parent_id)))
+        except ParentNotFoundError:
+            self.logger.warning(
+                "stream '%s': GET %s answered 404 - %s %r was deleted after it was listed; "
+                "skipping its %s.",
+                self.name,
+                path,
+                self.definition.parent,
+                parent_id,
+                self.name,
+            )
+            return []
+
+    def _prefetchable_children(self) -> dict[str, t.Callable[[str], list[dict[str, Any]]]]:
+        return {
+            child.name: child.fetch_children
+            for child in self.child_streams
+            if isinstance(child, AnalyticsStream)
+            and (child.selected or child.has_selected_descendents)
+        }
+
+    # -- incremental filter -----------------------------------------------------------------
+
+    def _is_new(self, record: dict[str, Any]) -> bool:
+        """Newer than the bookmark (strictly) and not older than `start_date` (inclusive)."""
+        if self._thresholds is None:
+            self._thresholds = self._load_thresholds()
+        bookmark, start = self._thresholds
+        if bookmark is None and start is None:
+            return True
+        value = self._canonical_rk(record)
+        return (bookmark is None or value > bookmark) and (start is None or value >= start)
+
+    def _canonical_rk(self, record: dict[str, Any]) -> str:
+        rk = self.definition.replication_key
+        try:
+            return canonical(record[rk])
+        except TimestampError as exc:
+            raise RecordError(
+                f"stream '{self.name}': record {record.get(self.definition.primary_key)!r} has "
+                f"an unreadable '{rk}': {exc}"
+            ) from None
+
+    def _load_thresholds(self) -> tuple[str | None, str | None]:
+        # Read before this run moves anything: during the run the SDK keeps new values in
+        # progress markers and only promotes them when the stream finishes.
+        saved = self.stream_state.get("replication_key_value")
+        bookmark = canonical(saved) if isinstance(saved, str) else None
+        start_date = self.config.get("start_date")
+        start = canonical(start_date) if start_date else None
+        return bookmark, start
+
+    # -- SDK hooks -------------------------------------------------------------------------
+
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        # Parents yield every record (their children must still be visited); only new ones
+        # are emitted.
+        if self._is_new(record):
+            super()._write_record_message(record)
+
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        """Bookmark the canonical form, so the SDK's string max is a time max."""
+        if not self._is_new(latest_record):
+            return
+        rk = self.definition.replication_key
+        super()._increment_stream_state({rk: self._canonical_rk(latest_record)}, context=context)
+
+    def _write_schema_message(self) -> None:
+        """Once per run: the SDK would resend a child's SCHEMA for every parent record."""
+        if not self._schema_sent:
+            self._schema_sent = True
+            super()._write_schema_message()
+
+
+def _stream_class(definition: StreamDefinition) -> type[AnalyticsStream]:
+    class_name = "".join(part.title() for part in definition.name.split("_")) + "Stream"
+    return type(class_name, (AnalyticsStream,), {"definition": definition, "__doc__": (
+        f"`{definition.path}`: primary key `{definition.primary_key}`, "
+        f"replication key `{definition.replication_key}`."
+    )})
+
+
+STREAM_TYPES: dict[str, type[AnalyticsStream]] = {d.name: _stream_class(d) for d in STREAMS}
+for _definition in STREAMS:
+    if _definition.parent:
+        STREAM_TYPES[_definition.name].parent_stream_type = STREAM_TYPES[_definition.parent]
+        STREAM_TYPES[_definition.parent].child_key = t.cast("str", _definition.parent_key)

@@ -1,0 +1,142 @@
+"""A paginating analytics API on requests-mock, plus a way to run the tap in-process.
+
+Pages follow upstream: `iterator` is the last item's id even on the last page, `done` ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests_mock
+
+from tap_analytics.definitions import STREAMS_BY_NAME
+from tap_analytics.tap import TapAnalytics
+
+BASE_URL = "https://api.example.com"
+API_KEY = "sk_test_SECRET_4f2a9c"
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    return {"api_key": API_KEY, "base_url": BASE_URL, "max_concurrency": 1, **overrides}
+
+
+def make_records(prefix: str, count: int, *, key: str = "id", rk: str = "updatedAt",
+                 start: int = 0, **extra: Any) -> list[dict[str, Any]]:
+    """Records whose ids sort in creation order and whose timestamps vary in precision."""
+    fractions = ["", ".123", ".123456", ".123456789"]
+    out = []
+    for i in range(start, start + count):
+        ts = f"2024-01-{1 + i % 28:02d}T{i % 24:02d}:00:{i % 60:02d}{fractions[i % 4]}Z"
+        record = {key: f"{prefix}_{i:06d}", "createdAt": "2023-12-01T00:00:00Z", rk: ts, **extra}
+        out.append(record)
+    return out
+
+
+@dataclass
+class MockAPI:
+    """Serves lists of records per path; records what was requested."""
+
+    mocker: requests_mock.Mocker
+    page_size: int = 250
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    overrides: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+
+    def serve(self, path: str, records: list[dict[str, Any]], key: str = "id") -> None:
+        self.lists[path] = records
+        self.mocker.get(BASE_URL + path, json=self._callback(path, key))
+
+    def _callback(self, path: str, key: str) -> Any:
+        def respond(request: Any, context: Any) -> Any:
+            query = parse_qs(urlsplit(request.url).query)
+            limit = int(query.get("limit", ["50"])[0])
+            cursor = query.get("iterator", [None])[0]
+            if (path, cursor) in self.overrides:
+                override = self.overrides[(path, cursor)]
+                return override(request, context) if callable(override) else override
+            records = self.lists[path]
+            start = 0
+            if cursor is not None:
+                ids = [r[key] for r in records]
+                start = ids.index(cursor) + 1
+            page = records[start : start + limit]
+            done = start + limit >= len(records)
+            return {
+                "data": page,
+                "iterator": page[-1][key] if page else None,
+                "prevIterator": None,
+                "done": done,
+            }
+
+        return respond
+
+    def requests_to(self, path: str) -> list[dict[str, list[str]]]:
+        """Query strings of the requests made to exactly this path, in order."""
+        return [
+            parse_qs(urlsplit(r.url).query)
+            for r in self.mocker.request_history
+            if urlsplit(r.url).path == path
+        ]
+
+
+@contextlib.contextmanager
+def mock_api(page_size: int = 250) -> Iterator[MockAPI]:
+    with requests_mock.Mocker() as mocker:
+        yield MockAPI(mocker, page_size)
+
+
+def serve_everything(api: MockAPI, apps: int = 3, per_app: int = 4, sources: int = 2) -> None:
+    """A small full dataset: every stream has data, children under every parent."""
+    api.serve("/v1/app", make_records("app", apps))
+    api.serve("/v1/event-type", make_records("et", 5, key="uuid"), key="uuid")
+    api.serve("/v1/management/authentication/api-token", make_records("key", 3, rk="createdAt"))
+    api.serve("/v1/operational-webhook/endpoint", make_records("wh", 4))
+    api.serve("/ingest/api/v1/source", make_records("src", sources))
+    for i in range(apps):
+        app = f"app_{i:06d}"
+        api.serve(f"/v1/app/{app}/endpoint", make_records(f"ep{i}", per_app))
+        api.serve(f"/v1/app/{app}/integration", make_records(f"integ{i}", per_app - 1))
+    for i in range(sources):
+        api.serve(f"/ingest/api/v1/source/src_{i:06d}/endpoint", make_records(f"sep{i}", 2))
+
+
+@dataclass
+class Output:
+    messages: list[dict[str, Any]]
+
+    def records(self, stream: str) -> list[dict[str, Any]]:
+        return [m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def last_state(self) -> dict[str, Any]:
+        return self.of_type("STATE")[-1]["value"]
+
+
+def run_tap(cfg: dict[str, Any], state: dict | None = None,
+            catalog: dict | None = None) -> Output:
+    """Run a full sync in-process and parse the Singer messages it wrote."""
+    buffer = io.BytesIO()
+    stdout = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
+    tap = TapAnalytics(config=cfg, state=state, catalog=catalog, parse_env_config=False)
+    old = sys.stdout
+    sys.stdout = stdout
+    try:
+        tap.sync_all()
+    finally:
+        stdout.flush()
+        sys.stdout = old
+    lines = buffer.getvalue().decode().splitlines()
+    return Output([json.loads(line) for line in lines if line.strip()])
+
+
+def stream_path(name: str, **params: str) -> str:
+    return STREAMS_BY_NAME[name].path.format(**params)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from bisect import bisect_right
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -95,7 +94,9 @@ def parse_ts(value: str) -> int:
         raise ValueError(f"not a UTC timestamp: {value!r}")
     body = value[:-1]
     main, _, frac = body.partition(".")
-    secs = int(datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+    secs = int(
+        datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    )
     return secs * _SECOND + int((frac + "000000000")[:9] or 0)
 
 
@@ -106,7 +107,9 @@ def _truncate(ns: int, digits: int) -> int:
 
 def sort_key(stream: str, record: dict[str, Any]) -> str:
     """The key a list is ordered by (and the iterator value): ``name`` for event types, else id."""
-    return record["name"] if stream == "event_types" else record[STREAMS_BY_NAME[stream].primary_key]
+    return (
+        record["name"] if stream == "event_types" else record[STREAMS_BY_NAME[stream].primary_key]
+    )
 
 
 _ADJ = ["amber", "brisk", "calm", "dapper", "eager", "fuzzy", "gentle", "hasty", "icy", "jolly"]
@@ -196,7 +199,9 @@ class Dataset:
             (self._event_type(i) for i in range(c.event_types)), key=lambda r: r["name"]
         )
         self.top["tokens"] = [self._token(i) for i in range(c.tokens)]
-        self.top["webhook_endpoint"] = [self._webhook_endpoint(i) for i in range(c.webhook_endpoints)]
+        self.top["webhook_endpoint"] = [
+            self._webhook_endpoint(i) for i in range(c.webhook_endpoints)
+        ]
         apps = []
         for i in range(c.applications):
             app = self._application(i)
@@ -275,8 +280,11 @@ class Dataset:
         rec["description"] = f"{self._words()} endpoint"
         rec["url"] = f"https://hooks.example.com/{self._rng.choice(_NOUN)}/{i}"
         v = i % 5
-        rec["version"] = 1 if v < 3 else (self._rng.randint(2, 9) if v == 3 else
-                                            self._rng.randint(65536, 2**31 - 1))
+        rec["version"] = (
+            1
+            if v < 3
+            else (self._rng.randint(2, 9) if v == 3 else self._rng.randint(65536, 2**31 - 1))
+        )
         d = i % 4
         if d == 1:
             rec["disabled"] = False
@@ -309,8 +317,10 @@ class Dataset:
         kind = _SOURCE_TYPES[i % len(_SOURCE_TYPES)]
         rec["type"] = kind
         if kind == "cron":
-            cfg: dict[str, Any] = {"schedule": f"*/{self._rng.randint(1, 59)} * * * *",
-                                   "payload": '{"ping": true}'}
+            cfg: dict[str, Any] = {
+                "schedule": f"*/{self._rng.randint(1, 59)} * * * *",
+                "payload": '{"ping": true}',
+            }
             if i % 2:
                 cfg["contentType"] = "application/json"
             rec["config"] = cfg
@@ -385,8 +395,8 @@ class Dataset:
             for pos, r in enumerate(self.top[parent_stream]):
                 index[r["id"]] = pos
             self._index[parent_stream] = index
-        pos = index.get(ident)
-        return None if pos is None else self.top[parent_stream][pos]
+        found = index.get(ident)
+        return None if found is None else self.top[parent_stream][found]
 
     def is_deleted(self, parent_stream: str, parent_id: str) -> bool:
         return parent_id in self.deleted.get(parent_stream, ())

@@ -189,9 +189,7 @@ class FaultInjector:
             return Decision(kind, cfg.retry_after, cfg.slow_seconds, "random")
 
 
-def fault_for(
-    seed: int, key: str, attempt: int, rate: float, kinds: tuple[str, ...]
-) -> str | None:
+def fault_for(seed: int, key: str, attempt: int, rate: float, kinds: tuple[str, ...]) -> str | None:
     """The random fault (or None) for attempt ``attempt`` of request ``key``: a pure function."""
     digest = hashlib.blake2b(f"{seed}\0{key}\0{attempt}".encode(), digest_size=16).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64

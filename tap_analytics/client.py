@@ -31,7 +31,8 @@ from tap_analytics.pagination import DonePaginator
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """The contract's retryable statuses; every other 4xx/5xx fails at once."""
 
-_NETWORK_ERRORS: tuple[type[Exception], ...] = (
+_RETRYABLE: tuple[type[Exception], ...] = (
+    TransientAPIError,
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
@@ -91,11 +92,11 @@ class ApiClient:
         self,
         settings: ClientSettings,
         logger: logging.Logger | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger or logging.getLogger("tap-analytics")
-        self._sleep = sleep
+        self._sleep_override = sleep
         self._local = threading.local()
         self._pause_lock = threading.Lock()
         self._pause_until = 0.0
@@ -105,6 +106,10 @@ class ApiClient:
             "Accept": "application/json",
             "User-Agent": settings.user_agent,
         }
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait; looked up at call time so tests can patch `time.sleep`."""
+        (self._sleep_override or time.sleep)(seconds)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -146,7 +151,7 @@ class ApiClient:
             self._wait_for_shared_pause()
             try:
                 return self._attempt(where, path, query)
-            except (TransientAPIError, *_NETWORK_ERRORS) as exc:
+            except _RETRYABLE as exc:
                 reason = _describe(exc, self.settings.api_key)
                 if attempt == retries:
                     raise AnalyticsAPIError(
@@ -227,11 +232,17 @@ class ApiClient:
     # -- the shared 429 pause -----------------------------------------------------------
 
     def _pause_everyone(self, seconds: float) -> None:
+        """A 429 tells every worker to wait, not just the one that got it."""
         with self._pause_lock:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+            self._local.honoured_until = self._pause_until  # this thread sleeps it itself
 
     def _wait_for_shared_pause(self) -> None:
-        remaining = self._pause_until - time.monotonic()
+        pause_until = self._pause_until
+        if pause_until <= getattr(self._local, "honoured_until", 0.0):
+            return
+        self._local.honoured_until = pause_until
+        remaining = pause_until - time.monotonic()
         if remaining > 0:
             self._sleep(remaining)
 

@@ -105,8 +105,6 @@ def config_errors(config: Mapping[str, Any], logger: logging.Logger | None = Non
     errors: list[str] = []
     for error in sorted(Draft7Validator(CONFIG_SCHEMA).iter_errors(dict(config)), key=str):
         errors.append(_describe(error))
-    if errors:
-        return errors
     base_url = config.get("base_url")
     if isinstance(base_url, str):
         errors.extend(_base_url_errors(base_url, logger))
@@ -131,7 +129,9 @@ def _describe(error: Any) -> str:
         return f"setting '{missing}': is required but missing{hint}."
     if error.validator == "type":
         got = _TYPE_NAMES.get(type(error.instance), type(error.instance).__name__)
-        return f"setting '{path}': must be of type {error.validator_value}, got {got}."
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"setting '{path}': must be of type {wanted}, got {got}."
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         rule = {
             "minimum": ">=",

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import typing as t
 from collections.abc import Iterable, Iterator
-from typing import Any
-
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from singer_sdk import Stream
 from singer_sdk.helpers.types import Context
@@ -41,14 +40,14 @@ class AnalyticsStream(Stream):
     """Name under which this stream's id is passed to its child streams (`app_id`, `src_id`)."""
     is_sorted = False  # upstream orders by id (or name), never by updatedAt
     ignore_parent_replication_key = True  # a child can change while its parent does not
-    # one bookmark per child stream, not per parent: keeps STATE small (see NOTES.md)
-    state_partitioning_keys: t.ClassVar[list[str] | None] = None  # type: ignore[misc]
 
     def __init__(self, tap: TapAnalytics) -> None:
         super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
         self.primary_keys = [self.definition.primary_key]
         self.replication_key = self.definition.replication_key
         if self.definition.is_child:
+            # One bookmark per child stream, not one per parent: the SDK's default rewrites a
+            # state that grows with the number of parents after every parent (NOTES.md).
             self.state_partitioning_keys = []
         self._tap_analytics = tap
         self._schema_sent = False
@@ -220,10 +219,17 @@ class AnalyticsStream(Stream):
 
 def _stream_class(definition: StreamDefinition) -> type[AnalyticsStream]:
     class_name = "".join(part.title() for part in definition.name.split("_")) + "Stream"
-    return type(class_name, (AnalyticsStream,), {"definition": definition, "__doc__": (
-        f"`{definition.path}`: primary key `{definition.primary_key}`, "
-        f"replication key `{definition.replication_key}`."
-    )})
+    return type(
+        class_name,
+        (AnalyticsStream,),
+        {
+            "definition": definition,
+            "__doc__": (
+                f"`{definition.path}`: primary key `{definition.primary_key}`, "
+                f"replication key `{definition.replication_key}`."
+            ),
+        },
+    )
 
 
 STREAM_TYPES: dict[str, type[AnalyticsStream]] = {d.name: _stream_class(d) for d in STREAMS}

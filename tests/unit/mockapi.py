@@ -27,16 +27,46 @@ def config(**overrides: Any) -> dict[str, Any]:
     return {"api_key": API_KEY, "base_url": BASE_URL, "max_concurrency": 1, **overrides}
 
 
-def make_records(prefix: str, count: int, *, key: str = "id", rk: str = "updatedAt",
-                 start: int = 0, **extra: Any) -> list[dict[str, Any]]:
-    """Records whose ids sort in creation order and whose timestamps vary in precision."""
+def make_records(
+    prefix: str,
+    count: int,
+    *,
+    key: str = "id",
+    rk: str = "updatedAt",
+    start: int = 0,
+    stream: str | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """Records whose ids sort in creation order and whose timestamps vary in precision.
+
+    With `stream`, every field of that stream's schema gets a value of its type.
+    """
     fractions = ["", ".123", ".123456", ".123456789"]
+    props = STREAMS_BY_NAME[stream].schema["properties"] if stream else {}
+    parent_key = STREAMS_BY_NAME[stream].parent_key if stream else None
     out = []
     for i in range(start, start + count):
         ts = f"2024-01-{1 + i % 28:02d}T{i % 24:02d}:00:{i % 60:02d}{fractions[i % 4]}Z"
-        record = {key: f"{prefix}_{i:06d}", "createdAt": "2023-12-01T00:00:00Z", rk: ts, **extra}
+        record = {name: _value(name, spec, i) for name, spec in props.items() if name != parent_key}
+        record.update({key: f"{prefix}_{i:06d}", "createdAt": "2023-12-01T00:00:00Z", rk: ts})
+        record.update(extra)
         out.append(record)
     return out
+
+
+def _value(name: str, spec: dict[str, Any], i: int) -> Any:
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    if "integer" in kinds:
+        return 70_000 + i  # beyond 16 bits
+    if "boolean" in kinds:
+        return i % 2 == 0
+    if "object" in kinds:
+        return {"team": f"t{i}", "tier": "gold"}
+    if "array" in kinds:
+        return [f"flag.{i}", "beta"]
+    if spec.get("format") == "date-time":
+        return "2023-12-01T00:00:00Z"
+    return f"{name}-{i}"
 
 
 @dataclass
@@ -93,17 +123,26 @@ def mock_api(page_size: int = 250) -> Iterator[MockAPI]:
 
 def serve_everything(api: MockAPI, apps: int = 3, per_app: int = 4, sources: int = 2) -> None:
     """A small full dataset: every stream has data, children under every parent."""
-    api.serve("/v1/app", make_records("app", apps))
-    api.serve("/v1/event-type", make_records("et", 5, key="uuid"), key="uuid")
-    api.serve("/v1/management/authentication/api-token", make_records("key", 3, rk="createdAt"))
-    api.serve("/v1/operational-webhook/endpoint", make_records("wh", 4))
-    api.serve("/ingest/api/v1/source", make_records("src", sources))
+    api.serve("/v1/app", make_records("app", apps, stream="applications"))
+    api.serve("/v1/event-type", make_records("et", 5, key="uuid", stream="event_types"), key="uuid")
+    api.serve(
+        "/v1/management/authentication/api-token",
+        make_records("key", 3, rk="createdAt", stream="tokens"),
+    )
+    api.serve("/v1/operational-webhook/endpoint", make_records("wh", 4, stream="webhook_endpoint"))
+    api.serve("/ingest/api/v1/source", make_records("src", sources, stream="ingest_source"))
     for i in range(apps):
         app = f"app_{i:06d}"
-        api.serve(f"/v1/app/{app}/endpoint", make_records(f"ep{i}", per_app))
-        api.serve(f"/v1/app/{app}/integration", make_records(f"integ{i}", per_app - 1))
+        api.serve(f"/v1/app/{app}/endpoint", make_records(f"ep{i}", per_app, stream="endpoints"))
+        api.serve(
+            f"/v1/app/{app}/integration",
+            make_records(f"integ{i}", per_app - 1, stream="integrations"),
+        )
     for i in range(sources):
-        api.serve(f"/ingest/api/v1/source/src_{i:06d}/endpoint", make_records(f"sep{i}", 2))
+        api.serve(
+            f"/ingest/api/v1/source/src_{i:06d}/endpoint",
+            make_records(f"sep{i}", 2, stream="ingest_source_endpoint"),
+        )
 
 
 @dataclass
@@ -111,7 +150,9 @@ class Output:
     messages: list[dict[str, Any]]
 
     def records(self, stream: str) -> list[dict[str, Any]]:
-        return [m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream]
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == kind]
@@ -121,8 +162,7 @@ class Output:
         return self.of_type("STATE")[-1]["value"]
 
 
-def run_tap(cfg: dict[str, Any], state: dict | None = None,
-            catalog: dict | None = None) -> Output:
+def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None = None) -> Output:
     """Run a full sync in-process and parse the Singer messages it wrote."""
     buffer = io.BytesIO()
     stdout = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
@@ -140,3 +180,15 @@ def run_tap(cfg: dict[str, Any], state: dict | None = None,
 
 def stream_path(name: str, **params: str) -> str:
     return STREAMS_BY_NAME[name].path.format(**params)
+
+
+EMPTY_PAGE = {"data": [], "iterator": None, "prevIterator": None, "done": True}
+
+
+def serve_empty_children(api: MockAPI) -> None:
+    """Any child path answers an empty list (for tests about the parent's pages)."""
+    import re
+
+    api.mocker.get(
+        re.compile(re.escape(BASE_URL) + r"/v1/app/[^/]+/(endpoint|integration)"), json=EMPTY_PAGE
+    )

@@ -7,18 +7,22 @@ Parents are always scanned in full, so a child that changed under an unchanged p
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import typing as t
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from tap_analytics.client import ApiClient, child_path
 from tap_analytics.definitions import STREAMS, StreamDefinition
 from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
+from tap_analytics.quiet import FirstOnly, StreamTotalCounter, StreamTotalTimer
 from tap_analytics.timestamps import TimestampError, canonical, canonical_from_datetime
 
 if t.TYPE_CHECKING:
@@ -45,13 +49,19 @@ class AnalyticsStream(Stream):
         super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
         self.primary_keys = [self.definition.primary_key]
         self.replication_key = self.definition.replication_key
+        self._total_counter: StreamTotalCounter | None = None
+        self._total_timer: StreamTotalTimer | None = None
         if self.definition.is_child:
             # One bookmark per child stream, not one per parent: the SDK's default rewrites a
             # state that grows with the number of parents after every parent (NOTES.md).
             self.state_partitioning_keys = []
+            self.logger.addFilter(FirstOnly("Beginning sync of", "Starting incremental sync of"))
         self._tap_analytics = tap
         self._schema_sent = False
         self._thresholds: tuple[str | None, str | None] | None = None
+        self._extracted_at: tuple[float, str] = (0.0, "")
+        self._newest: str | None = None  # newest replication value passed to the SDK this run
+        self._last_canonical: tuple[object, str] = (None, "")  # is_new and increment share it
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -176,8 +186,14 @@ class AnalyticsStream(Stream):
 
     def _canonical_rk(self, record: dict[str, Any]) -> str:
         rk = self.definition.replication_key
+        raw = record[rk]
+        cached = self._last_canonical
+        if cached[0] is raw:
+            return cached[1]
         try:
-            return canonical(record[rk])
+            value = canonical(raw)
+            self._last_canonical = (raw, value)
+            return value
         except TimestampError as exc:
             raise RecordError(
                 f"stream '{self.name}': record {record.get(self.definition.primary_key)!r} has "
@@ -195,11 +211,86 @@ class AnalyticsStream(Stream):
 
     # -- SDK hooks -------------------------------------------------------------------------
 
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
+        if not self.definition.is_child:
+            return super().get_record_counter(**kwargs)
+        if self._total_counter is None:
+            self._total_counter = StreamTotalCounter(
+                metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: self.name}
+            )
+        return self._total_counter
+
+    def get_sync_timer(self) -> metrics.Timer:
+        if not self.definition.is_child:
+            return super().get_sync_timer()
+        if self._total_timer is None:
+            self._total_timer = StreamTotalTimer(
+                metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name}
+            )
+        return self._total_timer
+
+    def log_sync_costs(self) -> None:
+        """Called once per stream at the end of the run: report child-stream totals."""
+        for meter in (self._total_counter, self._total_timer):
+            if meter is not None:
+                meter.finish()
+        super().log_sync_costs()
+
     def _write_record_message(self, record: dict[str, Any]) -> None:
         # Parents yield every record (their children must still be visited); only new ones
         # are emitted.
-        if self._is_new(record):
+        if not self._is_new(record):
+            return
+        if self._fast_path:
+            self._tap_analytics.message_writer.write_record(
+                self.name, self._project(record), self._time_extracted(), self._stream_version
+            )
+            self.state_manager.is_flushed = False
+        else:
             super()._write_record_message(record)
+
+    @cached_property
+    def _fast_path(self) -> bool:
+        """True when the SDK's per-record work would change nothing.
+
+        That is: every property selected, no stream map or flattening configured, and a
+        writer that can take records directly. Records are parsed JSON, so their values are
+        already JSON types; the SDK's conformance would pass them through unchanged. Anything
+        else (stream maps, flattening, field deselection) takes the SDK's full path.
+        """
+        from singer_sdk.mapper import SameRecordTransform
+
+        from tap_analytics.writer import FastSingerWriter
+
+        maps = self.stream_maps
+        all_selected = all(
+            self.mask.get(("properties", name), True) for name in self.schema["properties"]
+        )
+        return (
+            isinstance(self._tap_analytics.message_writer, FastSingerWriter)
+            and len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and all_selected
+        )
+
+    def _project(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Drop fields the schema does not declare (as the SDK does), cheaply."""
+        if self._properties.issuperset(record):
+            return record
+        return {k: v for k, v in record.items() if k in self._properties}
+
+    @cached_property
+    def _properties(self) -> frozenset[str]:
+        return frozenset(self.schema["properties"])
+
+    def _time_extracted(self) -> str:
+        """One timestamp per second of extraction, not one `datetime.now()` per record."""
+        now = time.time()
+        if now - self._extracted_at[0] >= 1:
+            stamp = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc).isoformat()
+            self._extracted_at = (now, stamp)
+        return self._extracted_at[1]
 
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
@@ -207,8 +298,12 @@ class AnalyticsStream(Stream):
         """Bookmark the canonical form, so the SDK's string max is a time max."""
         if not self._is_new(latest_record):
             return
+        value = self._canonical_rk(latest_record)
+        if self._newest is not None and value <= self._newest:
+            return  # the SDK would keep its max; skip its bookkeeping
+        self._newest = value
         rk = self.definition.replication_key
-        super()._increment_stream_state({rk: self._canonical_rk(latest_record)}, context=context)
+        super()._increment_stream_state({rk: value}, context=context)
 
     def _write_schema_message(self) -> None:
         """Once per run: the SDK would resend a child's SCHEMA for every parent record."""

@@ -12,6 +12,7 @@ from tap_analytics.client import ApiClient, ClientSettings
 from tap_analytics.prefetch import ChildPrefetcher
 from tap_analytics.settings import CONFIG_SCHEMA, config_errors
 from tap_analytics.streams import STREAM_TYPES
+from tap_analytics.writer import FastSingerWriter
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ class TapAnalytics(Tap):
 
     name = "tap-analytics"
     config_jsonschema = CONFIG_SCHEMA
+    message_writer_class = FastSingerWriter
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Validate without echoing values (the SDK's messages quote them, leaking keys)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from singer_sdk import Stream, metrics
 from singer_sdk.helpers.types import Context
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from tap_analytics.client import ApiClient, child_path
@@ -24,6 +25,7 @@ from tap_analytics.definitions import STREAMS, StreamDefinition
 from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
 from tap_analytics.quiet import FirstOnly, StreamTotalCounter, StreamTotalTimer
 from tap_analytics.timestamps import TimestampError, canonical, canonical_from_datetime
+from tap_analytics.writer import FastSingerWriter
 
 if t.TYPE_CHECKING:
     from tap_analytics.tap import TapAnalytics
@@ -241,8 +243,9 @@ class AnalyticsStream(Stream):
         # are emitted.
         if not self._is_new(record):
             return
-        if self._fast_path:
-            self._tap_analytics.message_writer.write_record(
+        writer = self._fast_writer
+        if writer is not None:
+            writer.write_record(
                 self.name, self._project(record), self._time_extracted(), self._stream_version
             )
             self.state_manager.is_flushed = False
@@ -250,29 +253,28 @@ class AnalyticsStream(Stream):
             super()._write_record_message(record)
 
     @cached_property
-    def _fast_path(self) -> bool:
-        """True when the SDK's per-record work would change nothing.
+    def _fast_writer(self) -> FastSingerWriter | None:
+        """The writer for the fast path, or None when the SDK's per-record work is needed.
+
+        The fast path is taken when that work would change nothing.
 
         That is: every property selected, no stream map or flattening configured, and a
         writer that can take records directly. Records are parsed JSON, so their values are
         already JSON types; the SDK's conformance would pass them through unchanged. Anything
         else (stream maps, flattening, field deselection) takes the SDK's full path.
         """
-        from singer_sdk.mapper import SameRecordTransform
-
-        from tap_analytics.writer import FastSingerWriter
-
         maps = self.stream_maps
         all_selected = all(
             self.mask.get(("properties", name), True) for name in self.schema["properties"]
         )
-        return (
-            isinstance(self._tap_analytics.message_writer, FastSingerWriter)
-            and len(maps) == 1
+        writer = self._tap_analytics.message_writer
+        plain = (
+            len(maps) == 1
             and type(maps[0]) is SameRecordTransform
             and not maps[0].flattening_enabled
             and all_selected
         )
+        return writer if plain and isinstance(writer, FastSingerWriter) else None
 
     def _project(self, record: dict[str, Any]) -> dict[str, Any]:
         """Drop fields the schema does not declare (as the SDK does), cheaply."""

@@ -16,6 +16,8 @@ from functools import cached_property
 from typing import Any
 
 from singer_sdk import Stream, metrics
+from singer_sdk.batch import Batcher
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.types import Context
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
@@ -306,6 +308,15 @@ class AnalyticsStream(Stream):
         self._newest = value
         rk = self.definition.replication_key
         super()._increment_stream_state({rk: value}, context=context)
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """BATCH messages hold the same records as RECORD messages would: new ones only."""
+        batcher = Batcher(tap_name=self.tap_name, stream_name=self.name, batch_config=batch_config)
+        records = (r for r in self._sync_records(context, write_messages=False) if self._is_new(r))
+        for manifest in batcher.get_batches(records=records):
+            yield batch_config.encoding, manifest
 
     def _write_schema_message(self) -> None:
         """Once per run: the SDK would resend a child's SCHEMA for every parent record."""

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faults-json", help="a FaultConfig as JSON (overrides the fault flags)")
     p.add_argument("--prerender", type=int, metavar="LIMIT", help="render all pages at start")
     p.add_argument("--quiet", action="store_true", help="print only the READY line")
+    p.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin closes (used by FakeAPIProcess: the server dies with its parent)",
+    )
     return p
 
 
@@ -122,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(65536):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
     server.start_background()
     print(f"READY {server.url}", flush=True)
     if not args.quiet:

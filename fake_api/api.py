@@ -6,6 +6,7 @@ control endpoints (``/_fake/...``), :class:`FakeAPI` calls the server directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -196,6 +197,7 @@ class FakeAPIProcess(_Handle):
             "--latency-ms",
             str(self._latency_ms),
             "--quiet",
+            "--exit-on-stdin-eof",
         ]
         if self.forbidden_token:
             cmd += ["--forbidden-token", self.forbidden_token]
@@ -205,7 +207,7 @@ class FakeAPIProcess(_Handle):
             cmd += ["--prerender", str(self._prerender)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env
         )
         lines: queue.Queue[str] = queue.Queue()
         stdout = self.proc.stdout
@@ -236,6 +238,9 @@ class FakeAPIProcess(_Handle):
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

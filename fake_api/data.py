@@ -117,7 +117,7 @@ _NOUN = ["otter", "falcon", "maple", "harbor", "comet", "lantern", "meadow", "qu
 _GROUPS = ["user", "invoice", "order", "payment", "subscription", "account", "message", "report"]
 _ACTIONS = ["created", "updated", "deleted", "failed", "paid", "signup", "archived", "renewed"]
 _TEAMS = ["payments", "growth", "core", "platform", "data"]
-_SOURCE_TYPES = ["generic-webhook", "cron", "github", "stripe", "svix", "hubspot", "shopify"]
+_SOURCE_TYPES = ["generic-webhook", "cron", "github", "svix", "stripe", "hubspot", "shopify"]
 
 
 # --------------------------------------------------------------------------------------------

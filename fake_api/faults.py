@@ -166,8 +166,8 @@ class FaultInjector:
         return self.config.active
 
     def decide(self, key: str, path: str, template: str, stream: str) -> Decision | None:
-        cfg = self.config
         with self._lock:
+            cfg = self.config
             for i, rule in enumerate(cfg.rules):
                 left = self._remaining[i]
                 if (left is None or left > 0) and rule.matches(path, template, stream):

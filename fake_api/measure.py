@@ -39,10 +39,7 @@ def _walk(port: int, token: str, limit: int, seconds: float, out: Any) -> None:
         # The envelope is {"data":[...],"iterator":"...","prevIterator":...,"done":...}
         tail = body[body.rfind(b'],"iterator":') :]
         records += body.count(b'{"id":')
-        if tail.endswith(b'"done":true}'):
-            iterator = None
-        else:
-            iterator = tail.split(b'"')[3].decode()
+        iterator = None if tail.endswith(b'"done":true}') else tail.split(b'"')[3].decode()
     out.put((requests, records, nbytes, time.perf_counter() - start))
 
 

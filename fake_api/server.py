@@ -72,7 +72,6 @@ class Entry:
 
     status: int
     response: bytes  # complete HTTP response
-    body: bytes
     template: str
     stream: str
     records: int = 0
@@ -82,6 +81,10 @@ class Entry:
     prev_iterator: str | None = None
     done: bool = True
     request_iterator: str | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self.response.partition(b"\r\n\r\n")[2]
 
 
 @dataclass
@@ -206,7 +209,7 @@ class FakeServer:
         return f"http://{HOST}:{self.port}"
 
     def serve_forever(self) -> None:
-        self._tcp.serve_forever(poll_interval=0.2)
+        self._tcp.serve_forever(poll_interval=0.05)
 
     def start_background(self) -> None:
         self._thread = threading.Thread(
@@ -217,7 +220,14 @@ class FakeServer:
     def shutdown(self) -> None:
         """Stop accepting, close open keep-alive connections, release the port."""
         if self._thread is not None:
-            self._tcp.shutdown()
+            stopper = threading.Thread(target=self._tcp.shutdown, daemon=True)
+            stopper.start()
+            deadline = time.monotonic() + 5
+            while stopper.is_alive() and time.monotonic() < deadline:
+                # Wake the accept loop at once instead of waiting for its poll interval.
+                with contextlib.suppress(OSError):
+                    socket.create_connection((HOST, self.port), timeout=0.5).close()
+                stopper.join(0.01)
             self._thread.join(5)
             self._thread = None
         with self._conns_lock:
@@ -499,7 +509,6 @@ class FakeServer:
         entry = Entry(
             status=200,
             response=http_response(200, body),
-            body=body,
             template=sdef.path,
             stream=sdef.name,
             records=len(page),
@@ -659,12 +668,12 @@ class FakeServer:
 
 def _error_entry(status: int, code: str, detail: str, template: str, stream: str) -> Entry:
     body = error_body(code, detail)
-    return Entry(status, http_response(status, body), body, template, stream)
+    return Entry(status, http_response(status, body), template, stream)
 
 
 def _invalid_entry(loc: list[str], msg: str, type_: str, template: str, stream: str) -> Entry:
     body = validation_body(loc, msg, type_)
-    return Entry(422, http_response(422, body), body, template, stream)
+    return Entry(422, http_response(422, body), template, stream)
 
 
 # --------------------------------------------------------------------------------------------

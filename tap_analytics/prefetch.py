@@ -10,7 +10,9 @@ earlier, so everything before it is still emitted.
 
 from __future__ import annotations
 
+import queue
 import threading
+import typing as t
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,3 +83,55 @@ class ChildPrefetcher:
     def close(self) -> None:
         self.discard()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_DONE = object()
+
+
+class PageReader:
+    """Walks one top-level list in a background thread, a few pages ahead of its consumer.
+
+    Independent streams are then fetched at the same time instead of one after another;
+    the consumer still sees every page in API order, and a failure when its turn comes.
+    """
+
+    def __init__(self, pages: Iterable[Records], ahead: int = 4, name: str = "") -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(pages,), name=f"tap-analytics-pages-{name}", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self, pages: Iterable[Records]) -> None:
+        try:
+            for page in pages:
+                if not self._put(page):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there in order
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Records]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield t.cast("Records", item)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()

@@ -118,7 +118,13 @@ class AnalyticsStream(Stream):
         """Every record of one list path, checked for its keys (parent id added for children)."""
         pk = self.definition.primary_key
         rk = self.definition.replication_key
-        for page in self.client.iter_pages(self.name, path, self.definition.params):
+        pages: Iterable[list[dict[str, Any]]]
+        reader = self._tap_analytics.take_page_reader(self.name) if parent is None else None
+        if reader is not None:
+            pages = reader
+        else:
+            pages = self.client.iter_pages(self.name, path, self.definition.params)
+        for page in pages:
             for record in page:
                 if record.get(pk) is None:
                     raise RecordError(

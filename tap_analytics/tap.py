@@ -9,7 +9,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_analytics.client import ApiClient, ClientSettings
-from tap_analytics.prefetch import ChildPrefetcher
+from tap_analytics.prefetch import ChildPrefetcher, PageReader
 from tap_analytics.settings import CONFIG_SCHEMA, config_errors
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
@@ -23,6 +23,7 @@ class TapAnalytics(Tap):
     name = "tap-analytics"
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = FastSingerWriter
+    _page_readers: dict[str, PageReader] | None = None
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Validate without echoing values (the SDK's messages quote them, leaking keys)."""
@@ -60,6 +61,28 @@ class TapAnalytics(Tap):
             ),
             logger=self.logger,
         )
+
+    def take_page_reader(self, stream_name: str) -> PageReader | None:
+        """This top-level stream's pages, already being read in the background.
+
+        On the first call every selected top-level stream starts reading (a few pages ahead,
+        bounded), so independent streams are fetched side by side. None when sequential.
+        """
+        if self.prefetcher is None:
+            return None
+        if self._page_readers is None:
+            self._page_readers = {}
+            for stream in self.streams.values():
+                definition = getattr(stream, "definition", None)
+                if definition is None or definition.is_child:
+                    continue
+                if not (stream.selected or stream.has_selected_descendents):
+                    continue
+                self._page_readers[stream.name] = PageReader(
+                    self.client.iter_pages(stream.name, definition.path, definition.params),
+                    name=stream.name,
+                )
+        return self._page_readers.pop(stream_name, None)
 
     @cached_property
     def prefetcher(self) -> ChildPrefetcher | None:

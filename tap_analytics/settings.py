@@ -78,8 +78,9 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=1, maximum=64),
         default=8,
         title="Max concurrency",
-        description="Child-stream requests (endpoints, integrations, ingest source endpoints) "
-        "in flight at once. Output order is the same as with 1.",
+        description="Requests in flight at once: children of the next parents and pages of "
+        "independent streams are fetched ahead on threads. Output (records, order, state) is "
+        "identical to 1, which is strictly sequential.",
     ),
     th.Property(
         "user_agent",

@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Meltano gets a virtualenv of its own: it pins libraries the tap's environment must not share.
+MELTANO_VENV ?= .venv-meltano
+MELTANO      := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install meltano demo test test-fast lint bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(MELTANO):
+	test -x $(MELTANO_VENV)/bin/python || $(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano~=4.4"
+
+meltano: $(MELTANO)
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP) $(MELTANO)
+	MELTANO_BIN=$(CURDIR)/$(MELTANO) RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
@@ -32,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano output demo-out bench-out .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ which leaks a mistyped API key into logs. Every message here names the setting a
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -91,6 +92,7 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 _TYPE_NAMES = {
+    decimal.Decimal: "number",  # the SDK reads JSON numbers with a fraction as Decimal
     bool: "boolean",
     int: "integer",
     float: "number",
@@ -117,9 +119,21 @@ def config_errors(config: Mapping[str, Any], logger: logging.Logger | None = Non
             errors.append(
                 "setting 'start_date': not an ISO 8601 timestamp; use e.g. 2024-01-31T00:00:00Z."
             )
-    if isinstance(config.get("api_key"), str) and not config["api_key"].strip():
+    api_key = config.get("api_key")
+    if isinstance(api_key, str) and api_key and not api_key.strip():
         errors.append("setting 'api_key': is blank; set the API key (TAP_ANALYTICS_API_KEY).")
+    elif isinstance(api_key, str) and not _is_header_token(api_key):
+        # requests would reject the header and quote it, key included, in its exception.
+        errors.append(
+            "setting 'api_key': contains whitespace, control or non-ASCII characters (a "
+            "trailing newline from a file or a copy-paste?); give the key alone."
+        )
     return errors
+
+
+def _is_header_token(value: str) -> bool:
+    """Printable ASCII without spaces: what a bearer token can be, and safe in a header."""
+    return all("!" <= ch <= "~" for ch in value)
 
 
 def _describe(error: Any) -> str:
@@ -151,8 +165,14 @@ def _describe(error: Any) -> str:
 def _base_url_errors(base_url: str, logger: logging.Logger | None) -> list[str]:
     parts = urlsplit(base_url.strip())
     example = "e.g. https://api.example.com"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         return [f"setting 'base_url': needs an http:// or https:// URL with a host, {example}."]
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number (`:8080v1`)
+    except ValueError:
+        return [f"setting 'base_url': the port is not a number 0..65535, {example}."]
+    if any(ch.isspace() for ch in base_url):
+        return [f"setting 'base_url': must not contain whitespace, {example}."]
     if parts.query or parts.fragment:
         return [f"setting 'base_url': must not carry a query or fragment, {example}."]
     path = parts.path.rstrip("/")

@@ -189,6 +189,8 @@ class ApiClient:
             self._base + path,
             params=query,
             timeout=self.settings.timeout,
+            # Never follow: the key must only go to `base_url`, and data must only come from it.
+            allow_redirects=False,
         )
         status = response.status_code
         body = response.content  # reads the whole body: a reset mid-body raises here
@@ -210,7 +212,7 @@ class ApiClient:
         except msgspec.ValidationError as exc:
             raise ResponseFormatError(
                 f"{where}: the response is JSON but not a list page ({exc}); expected "
-                "{{data: [...], iterator, done}}. Body starts: "
+                "{data: [...], iterator, done}. Body starts: "
                 f"{excerpt(body, self.settings.api_key, 120)!r}. Check `base_url` points at "
                 "the API root."
             ) from None
@@ -230,7 +232,10 @@ class ApiClient:
         elif status == 403:
             hint = "the API key lacks permission for this resource: grant it or deselect the stream"
         elif status == 404:
-            return ParentNotFoundError(f"{where}: HTTP 404 Not Found{detail}")
+            return ParentNotFoundError(
+                f"{where}: HTTP 404 Not Found{detail}: the path does not exist; check that "
+                "`base_url` is the API root (e.g. https://api.example.com)."
+            )
         elif status == 422:
             hint = "the API rejected the request parameters (is `page_size` within 1..250?)"
         else:

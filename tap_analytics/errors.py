@@ -15,6 +15,8 @@ def excerpt(text: str | bytes | None, secret: str | None = None, limit: int = EX
     if text is None:
         return ""
     if isinstance(text, bytes):
+        if secret:  # redact before cutting: a cut through the key would leave most of it
+            text = text.replace(secret.encode(), b"***")
         text = text[: limit * 4].decode("utf-8", errors="replace")
     flat = " ".join(text.split())
     if secret:

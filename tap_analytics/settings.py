@@ -167,12 +167,12 @@ def _base_url_errors(base_url: str, logger: logging.Logger | None) -> list[str]:
     example = "e.g. https://api.example.com"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [f"setting 'base_url': needs an http:// or https:// URL with a host, {example}."]
+    if any(ch.isspace() for ch in base_url):
+        return [f"setting 'base_url': must not contain whitespace, {example}."]
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number (`:8080v1`)
     except ValueError:
         return [f"setting 'base_url': the port is not a number 0..65535, {example}."]
-    if any(ch.isspace() for ch in base_url):
-        return [f"setting 'base_url': must not contain whitespace, {example}."]
     if parts.query or parts.fragment:
         return [f"setting 'base_url': must not carry a query or fragment, {example}."]
     path = parts.path.rstrip("/")

@@ -30,6 +30,7 @@ def canonical(value: str) -> str:
     match = _RFC3339.match(value)
     if match is None:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            _check_fields(value, "00:00:00", value)  # 2024-13-45 is not a date
             return f"{value}T00:00:00.000000000Z"
         raise TimestampError(f"not an ISO 8601 timestamp: {value[:40]!r}")
     date, time, fraction, zulu, sign, off_h, off_m = match.groups()

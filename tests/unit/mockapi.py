@@ -172,6 +172,7 @@ def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None
     try:
         tap.sync_all()
     finally:
+        tap.message_writer.flush()  # type: ignore[attr-defined]
         stdout.flush()
         sys.stdout = old
     lines = buffer.getvalue().decode().splitlines()

@@ -142,9 +142,11 @@ def test_no_state_is_emitted_past_a_failure() -> None:
         out = io.TextIOWrapper(buffer, write_through=True)
         old, sys.stdout = sys.stdout, out
         try:
+            tap = TapAnalytics(config=config(), parse_env_config=False)
             with pytest.raises(AnalyticsAPIError):
-                TapAnalytics(config=config(), parse_env_config=False).sync_all()
+                tap.sync_all()
         finally:
+            tap.message_writer.flush()  # type: ignore[attr-defined]
             sys.stdout = old
     messages = [json.loads(x) for x in buffer.getvalue().decode().splitlines()]
     states = [m["value"] for m in messages if m["type"] == "STATE"]

@@ -132,14 +132,14 @@ class SingerReader:
         try:
             obj = self._generic.decode(raw)
         except msgspec.DecodeError as decode_exc:
-            if not raw.endswith(b"\n") and self._on_truncated_tail is not None:
-                if self._on_truncated_tail():
-                    self.dropped_tail = True
-                    log.warning(
-                        "line %d: dropped an incomplete last line (the producer stopped mid-write)",
-                        number,
-                    )
-                    return None
+            truncated = not raw.endswith(b"\n") and self._on_truncated_tail is not None
+            if truncated and self._on_truncated_tail():  # type: ignore[misc]
+                self.dropped_tail = True
+                log.warning(
+                    "line %d: dropped an incomplete last line (the producer stopped mid-write)",
+                    number,
+                )
+                return None
             raise BridgeInputError(
                 number, f"not valid JSON ({decode_exc}): {_snippet(raw)}"
             ) from None
@@ -194,7 +194,7 @@ def iter_batch_records(message: BatchMessage) -> Iterator[tuple[str, int, dict[s
             fh.seek(0)
             stream: IO[bytes]
             if compression == "gzip" or head == b"\x1f\x8b":
-                stream = gzip.GzipFile(fileobj=fh)
+                stream = gzip.GzipFile(fileobj=fh)  # type: ignore[assignment]
             else:
                 stream = fh
             for i, raw in enumerate(stream, 1):

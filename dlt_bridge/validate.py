@@ -29,6 +29,7 @@ _INT64_MAX = 2**63 - 1
 _DATETIME_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))"
 )
+_fromisoformat = datetime.fromisoformat
 _DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -63,7 +64,13 @@ def _check_datetime(value: str) -> str | None:
     if m is None:
         return f"expected an RFC 3339 date-time string, got {_short(value)}"
     try:
-        datetime(*(int(g) for g in m.groups()[:6]))
+        _fromisoformat(value)  # C fast path (Python 3.11+ reads "Z" and 9 fractional digits)
+        return None
+    except ValueError:
+        pass
+    try:  # fallback: range-check the parts
+        y, mo, d, h, mi, sec = (int(g) for g in m.groups()[:6])
+        datetime(y, mo, d, h, mi, sec)
     except ValueError as exc:
         return f"invalid date-time {_short(value)}: {exc}"
     tz_h, tz_m = m.group(7), m.group(8)
@@ -133,6 +140,13 @@ class _Compiled:
         return None
 
 
+def _only_for_str(fn: Callable[[str], str | None]) -> Extra:
+    def check(value: Any) -> str | None:
+        return fn(value) if type(value) is str else None
+
+    return check
+
+
 def _build_extra(prop: Mapping[str, Any], types: Sequence[str]) -> Extra | None:
     checks: list[Extra] = []
     fmt = prop.get("format")
@@ -142,7 +156,10 @@ def _build_extra(prop: Mapping[str, Any], types: Sequence[str]) -> Extra | None:
                 fmt = alt["format"]
     if "string" in types and fmt in ("date-time", "date"):
         fn = _check_datetime if fmt == "date-time" else _check_date
-        checks.append(lambda v, fn=fn: fn(v) if type(v) is str else None)
+        if list(types) == ["string"]:
+            checks.append(fn)  # the type check already ran: the value is a str
+        else:
+            checks.append(_only_for_str(fn))
     if "integer" in types:
         checks.append(lambda v: _check_int_range(v) if type(v) is int else None)
     obj = _object_schema(prop)
@@ -227,7 +244,7 @@ class RecordValidator:
         self.key_properties = tuple(key_properties)
         self.property_names = frozenset(properties)
         self._checks = [
-            (name, compiled)
+            (name, compiled.py_types, compiled.nullable, compiled.extra, compiled)
             for name, prop in properties.items()
             for compiled in [_Compiled(prop if isinstance(prop, Mapping) else {})]
             if compiled.py_types is not None or not compiled.nullable or compiled.extra
@@ -239,13 +256,18 @@ class RecordValidator:
             if record.get(key) is None:
                 state = "null" if key in record else "missing"
                 raise SchemaViolation(f"key property {key!r} is {state}", key)
-        for name, compiled in self._checks:
+        for name, py_types, nullable, extra, compiled in self._checks:
             value = record.get(name, _MISSING)
             if value is _MISSING:
                 continue
-            err = compiled.check(value)
-            if err is not None:
-                raise SchemaViolation(f"field {name!r}: {err}", name)
+            if value is None:
+                if nullable:
+                    continue
+            elif (py_types is None or type(value) in py_types) and (
+                extra is None or extra(value) is None
+            ):
+                continue
+            raise SchemaViolation(f"field {name!r}: {compiled.check(value)}", name)
 
     def unknown_fields(self, record: Mapping[str, Any]) -> list[str]:
         """Fields of `record` that the schema does not declare (cheap when there are none)."""

@@ -1,0 +1,360 @@
+"""`dlt-bridge load` (a Singer target) and `dlt-bridge run` (runs the tap itself).
+
+Exit codes: 0 success; 1 the load (or destination) failed; 2 bad command line; 3 bad Singer input
+(nothing of the run committed); 4 the tap failed in `run` mode (what it sent before failing is
+loaded with the last STATE it sent, which only covers records already sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+import dlt_bridge  # noqa: F401  (sets the telemetry default before dlt is imported)
+
+EXIT_OK = 0
+EXIT_LOAD_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_TAP_FAILED = 4
+
+log = logging.getLogger("dlt_bridge")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    from dlt_bridge.pipeline import DEFAULT_PIPELINE_NAME
+
+    g = parser.add_argument_group("destination (defaults come from dlt config, then these)")
+    g.add_argument(
+        "--destination",
+        help="dlt destination name (default: dlt config `destination_type`, else duckdb)",
+    )
+    g.add_argument(
+        "--dataset-name", help="dataset/schema to load into (default: dlt config, else analytics)"
+    )
+    g.add_argument(
+        "--pipeline-name",
+        default=DEFAULT_PIPELINE_NAME,
+        help="dlt pipeline name; also the default DuckDB file <name>.duckdb in the current"
+        " directory (default: %(default)s)",
+    )
+    g.add_argument("--pipelines-dir", help="dlt working directory root (default: dlt's own)")
+    g = parser.add_argument_group("loading")
+    g.add_argument(
+        "--loader-file-format",
+        choices=["parquet", "jsonl"],
+        default="parquet",
+        help="file format of the load packages (default: %(default)s, the faster one measured)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=5000,
+        help="rows per list handed to dlt, per table (default: %(default)s)",
+    )
+    g.add_argument(
+        "--commit-every",
+        type=_positive_int,
+        default=0,
+        metavar="RECORDS",
+        help="close a load package at the first STATE after this many records, so state is"
+        " committed during long runs (default: 0 = one load package per run)",
+    )
+    g.add_argument(
+        "--on-pending",
+        choices=["load", "abort"],
+        default="load",
+        help="what to do with load packages a failed run left behind, before anything else"
+        " (default: %(default)s them)",
+    )
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines on stderr; 0 disables (default: %(default)s)",
+    )
+    g.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="bridge log level on stderr (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlt-bridge",
+        description="Load Singer messages into a dlt destination (DuckDB by default).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_load = sub.add_parser(
+        "load",
+        help="act as a Singer target: read messages on stdin, print committed STATE on stdout",
+    )
+    p_load.add_argument(
+        "--input", help="read messages from this file instead of stdin", metavar="FILE"
+    )
+    _add_common(p_load)
+    p_run = sub.add_parser(
+        "run",
+        help="run tap-analytics with the state stored in the destination and load its output",
+    )
+    p_run.add_argument("--config", required=True, help="tap config file (passed to the tap)")
+    p_run.add_argument("--catalog", help="tap catalog file (passed to the tap)")
+    p_run.add_argument(
+        "--tap-command",
+        help="command that runs the tap (default: this Python's `-m tap_analytics`)",
+    )
+    _add_common(p_run)
+    p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
+    _add_common(p_state)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from dlt_bridge.pipeline import BridgeOptions
+
+    return BridgeOptions(
+        pipeline_name=args.pipeline_name,
+        destination=args.destination,
+        dataset_name=args.dataset_name,
+        pipelines_dir=args.pipelines_dir,
+        loader_file_format=args.loader_file_format,
+        batch_size=max(args.batch_size, 1),
+        progress_interval=args.progress_interval,
+        on_pending=args.on_pending,
+        commit_every=args.commit_every,
+    )
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (pytest's capture replaces it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _setup_logging(level: str) -> None:
+    logger = logging.getLogger("dlt_bridge")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("dlt-bridge %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def default_tap_command() -> list[str]:
+    """`python -m tap_analytics` with this interpreter, else the script next to it.
+
+    Looks for the package's `__main__.py` without importing the tap into the bridge.
+    """
+    spec = importlib.util.find_spec("tap_analytics")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if any(os.path.exists(os.path.join(loc, "__main__.py")) for loc in locations):
+        return [sys.executable, "-m", "tap_analytics"]
+    script = os.path.join(os.path.dirname(sys.executable), "tap-analytics")
+    return [script if os.path.exists(script) else "tap-analytics"]
+
+
+def _find_input_error(exc: BaseException) -> Any:
+    from dlt_bridge.messages import BridgeInputError
+
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, BridgeInputError):
+            return e
+        stack.extend([e.__cause__, e.__context__, getattr(e, "exception", None)])
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
+def _print_state(out: IO[str], value: Any) -> None:
+    import orjson
+
+    out.write(orjson.dumps(value).decode("utf-8") + "\n")
+    out.flush()
+
+
+def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
+    from dlt_bridge.messages import SingerReader
+    from dlt_bridge.pipeline import (
+        SingerLoader,
+        create_pipeline,
+        format_summary,
+        prepare,
+        source_name_for,
+        stored_singer_state,
+    )
+
+    options = _options(args)
+    try:
+        pipeline = create_pipeline(options)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    try:
+        prepare(pipeline, options.on_pending)
+    except Exception as exc:
+        log.error(
+            "could not finish the load packages left by an earlier failed run: %s\n"
+            "Fix the destination and run again, or discard them with --on-pending abort.",
+            _describe(exc),
+        )
+        return EXIT_LOAD_FAILED
+
+    proc: subprocess.Popen[bytes] | None = None
+    tmpdir: tempfile.TemporaryDirectory[str] | None = None
+    source: Any
+    if run_tap:
+        state = stored_singer_state(pipeline, source_name_for(options))
+        command = shlex.split(args.tap_command) if args.tap_command else default_tap_command()
+        command += ["--config", args.config]
+        if args.catalog:
+            command += ["--catalog", args.catalog]
+        if state is not None:
+            tmpdir = tempfile.TemporaryDirectory(prefix="dlt-bridge-")
+            state_path = os.path.join(tmpdir.name, "state.json")
+            with open(state_path, "w", encoding="utf-8") as fh:
+                _print_state(fh, state)
+            command += ["--state", state_path]
+            log.info("starting the tap from the state stored in the destination")
+        else:
+            log.info("no state stored in the destination: the tap starts a full sync")
+        log.debug("tap command: %s", shlex.join(command))
+        try:
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            log.error("could not start the tap (%s): %s", shlex.join(command), exc)
+            return EXIT_USAGE
+        assert proc.stdout is not None
+        source = proc.stdout
+        tap = proc
+
+        def tap_failed() -> bool:
+            return tap.wait() != 0
+
+        reader = SingerReader(source, on_truncated_tail=tap_failed)
+        on_state = None
+    else:
+        source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+        reader = SingerReader(source)
+
+        def on_state(value: Any) -> None:
+            _print_state(sys.stdout, value)
+
+    loader = SingerLoader(pipeline, options, on_state_committed=on_state)
+    try:
+        summary = loader.load(reader)
+    except BaseException as exc:
+        if proc is not None:
+            _stop(proc)
+        input_error = _find_input_error(exc)
+        if input_error is not None:
+            log.error("bad input, nothing of this run was committed: %s", input_error)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, KeyboardInterrupt):
+            log.error("interrupted")
+            return 130
+        if not isinstance(exc, Exception):
+            raise
+        log.error("load failed, no state committed for the data not loaded: %s", _describe(exc))
+        return EXIT_LOAD_FAILED
+    finally:
+        if args.command == "load" and args.input:
+            source.close()
+        if tmpdir is not None:
+            tmpdir.cleanup()
+    for line in format_summary(summary).splitlines():
+        log.info("%s", line)
+    if reader.skipped_unknown:
+        log.info("skipped %d message(s) of unknown type", reader.skipped_unknown)
+    if proc is not None:
+        assert proc.stdout is not None
+        proc.stdout.close()
+        code = proc.wait()
+        if code != 0:
+            log.error(
+                "the tap exited with code %s; the %s record(s) it sent were loaded with the last"
+                " STATE it sent (a Singer state only covers records already sent)",
+                code,
+                f"{summary.records:,}",
+            )
+            return EXIT_TAP_FAILED
+    return EXIT_OK
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _show_state(args: argparse.Namespace) -> int:
+    from dlt_bridge.pipeline import create_pipeline, destination_singer_state, source_name_for
+
+    options = _options(args)
+    try:
+        pipeline = create_pipeline(options)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    if pipeline.has_pending_data:
+        log.warning(
+            "load packages of a failed run are pending (they are handled by the next load/run);"
+            " this is the state of the last completed load"
+        )
+    _print_state(sys.stdout, destination_singer_state(pipeline, source_name_for(options)))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    started = time.monotonic()
+    if args.command == "state":
+        return _show_state(args)
+    code = _load(args, run_tap=args.command == "run")
+    log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The native source against a faulty fake API: transient faults are retried, bad pages fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pytest
+
+from dlt_bridge.native import RetryPolicy, build_analytics_source, load_native
+from fake_api import TRANSIENT_KINDS, DatasetConfig, FakeAPI, FaultConfig, FaultRule
+from tap_analytics.definitions import STREAMS
+
+pytestmark = pytest.mark.e2e
+
+DATA = DatasetConfig(seed=9, applications=15, event_types=20, webhook_endpoints=9)
+FAST_RETRIES = RetryPolicy(max_retries=3, backoff_factor=0.01, timeout=1.0)
+
+
+def pipeline_for(tmp_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline(
+        "native_faults",
+        destination=dlt.destinations.duckdb(str(tmp_path / "faults.duckdb")),
+        dataset_name="analytics",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def load(api: FakeAPI, tmp_path: Path, **kwargs: Any) -> Any:
+    source = build_analytics_source(
+        api.url, api.token, page_size=6, retry=FAST_RETRIES, parallelized=True, **kwargs
+    )
+    return load_native(pipeline_for(tmp_path), source)
+
+
+def counts(tmp_path: Path) -> dict[str, int]:
+    with duckdb.connect(str(tmp_path / "faults.duckdb"), read_only=True) as con:
+        return {
+            s.name: con.execute(f'SELECT count(DISTINCT id) FROM analytics."{s.name}"').fetchone()[
+                0
+            ]
+            if s.primary_key == "id"
+            else con.execute(f'SELECT count(DISTINCT uuid) FROM analytics."{s.name}"').fetchone()[0]
+            for s in STREAMS
+        }
+
+
+def test_transient_faults_are_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    faults = FaultConfig(
+        rate=0.3,
+        kinds=tuple(k for k in TRANSIENT_KINDS if k != "slow"),
+        seed=3,
+        max_consecutive=3,  # the 4th attempt of a request always succeeds: within 3 retries
+        retry_after="0",
+        rules=(FaultRule("slow", target="applications", count=1),),
+        slow_seconds=2.5,  # beyond the 1 s read timeout: a timeout, then a retry
+    )
+    with FakeAPI(DATA, faults=faults) as api:
+        summary = load(api, tmp_path)
+        stats = api.stats()
+        expected = {s.name: len(api.dump(s.name)) for s in STREAMS}
+    assert stats["faults_total"] > 10, stats["faults"]
+    assert summary.records == sum(expected.values())
+    assert counts(tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing-pk", "no primary key"),
+        ("repeated-cursor", "a second time"),
+        ("missing-done", "`done` (boolean) are required"),
+        ("no-data", "`data` (array)"),
+        ("data-not-list", "`data` (array)"),
+        ("null-iterator-not-done", "without an iterator"),
+        ("html-200", "not JSON"),
+        ("html-502", "502"),
+    ],
+)
+def test_bad_pages_fail_loudly_and_commit_nothing(tmp_path: Path, kind: str, message: str) -> None:
+    faults = FaultConfig(rules=(FaultRule(kind, target="webhook_endpoint"),))
+    with FakeAPI(DATA, faults=faults) as api, pytest.raises(Exception) as info:
+        load(api, tmp_path)
+    assert message in str(info.value)
+    pipeline = pipeline_for(tmp_path)
+    # nothing was loaded, and no incremental state moved
+    assert not pipeline.state.get("sources", {}).get("analytics", {}).get("resources")
+    assert not (tmp_path / "faults.duckdb").exists() or not _tables(tmp_path)
+
+
+def _tables(tmp_path: Path) -> list[str]:
+    with duckdb.connect(str(tmp_path / "faults.duckdb"), read_only=True) as con:
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='analytics'"
+                " AND table_name NOT LIKE '_dlt%'"
+            ).fetchall()
+        ]

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
     _add_common(p_state)
+
+    from dlt_bridge.native import add_native_subcommand
+
+    add_native_subcommand(sub)
     return parser
 
 
@@ -163,7 +167,6 @@ def _setup_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("dlt-bridge %(levelname)s %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
 
 
 def default_tap_command() -> list[str]:
@@ -282,7 +285,16 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
             _stop(proc)
         input_error = _find_input_error(exc)
         if input_error is not None:
-            log.error("bad input, nothing of this run was committed: %s", input_error)
+            committed = loader.summary.load_ids
+            if committed:
+                log.error(
+                    "bad input: %s; the segments before it were committed (load ids %s, their "
+                    "STATE printed), nothing after them was",
+                    input_error,
+                    ", ".join(committed),
+                )
+            else:
+                log.error("bad input, nothing of this run was committed: %s", input_error)
             return EXIT_BAD_INPUT
         if isinstance(exc, KeyboardInterrupt):
             log.error("interrupted")
@@ -351,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     if args.command == "state":
         return _show_state(args)
+    if args.command == "native":
+        from dlt_bridge.native import run_native
+
+        return run_native(args)
     code = _load(args, run_tap=args.command == "run")
     log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
     return code

@@ -403,12 +403,6 @@ def test_bridge_killed_during_load(ws: Workspace, fake_api_factory: Any, seed: i
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dlt_bridge/cli.py reports 'bad input, nothing of this run was committed' for any "
-    "BridgeInputError, also when --commit-every already committed (and printed the STATE of) "
-    "earlier segments of the run; the data and state are right, the message is not",
-)
 def test_torn_input_after_commits_does_not_claim_nothing_was_committed(
     ws: Workspace, fake_api_factory: Any
 ) -> None:

@@ -98,6 +98,17 @@ class AnalyticsStream(Stream):
     # -- records --------------------------------------------------------------------------
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        try:
+            yield from self._records(context)
+        except BaseException:
+            # Everything emitted so far goes out before the error is logged, so the error is
+            # the last thing a reader (or Meltano's one-line summary) sees.
+            writer = self._tap_analytics.message_writer
+            if isinstance(writer, FastSingerWriter):
+                writer.flush()
+            raise
+
+    def _records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         definition = self.definition
         if definition.is_child:
             yield from self._child_records(context)

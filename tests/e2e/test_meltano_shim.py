@@ -86,7 +86,11 @@ def test_main_runs_the_bridge_with_the_duckdb_file(
     shim: ModuleType, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(shim.DUCKDB_ENV, raising=False)
+    # set, then delete: monkeypatch then restores the variable's absence after the test, so the
+    # shim's own os.environ write cannot leak into later tests' dlt pipelines
+    monkeypatch.setenv(shim.DUCKDB_ENV, "unset")
+    monkeypatch.delenv(shim.DUCKDB_ENV)
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"duckdb_path": "output/db.duckdb", "dataset_name": "a"}))
     seen: dict[str, object] = {}

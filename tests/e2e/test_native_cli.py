@@ -83,7 +83,7 @@ def test_native_command_reports_a_bad_key_without_leaking_it(
 
 
 def test_dlt_bridge_native_subcommand(api: FakeAPI, tmp_path: Path) -> None:
-    """Once `native` is wired into `dlt_bridge.cli` (README, "The native dlt source"), the real command."""
+    """`dlt-bridge native` as users run it (wired into `dlt_bridge.cli`)."""
     from dlt_bridge import cli
 
     parser = cli.build_parser()

@@ -197,7 +197,10 @@ def _case_run(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
             " and table_name not like '_dlt%'"
         ).fetchall()
     ]
-    rows = sum(con.execute(f'select count(*) from analytics."{n}"').fetchone()[0] for n in names)
+    rows = 0
+    for n in names:
+        count = con.execute(f'select count(*) from analytics."{n}"').fetchone()
+        rows += int(count[0]) if count else 0
     con.close()
     return {"rows": rows, "seconds": seconds}
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -291,14 +290,9 @@ def tap_pipe_bridge_tool(key: str, label: str, **settings: Any) -> Tool:
 def _hook_command(kind: str, workdir: Path, api: FakeAPIProcess) -> tuple[list[str], str]:
     """(command, DuckDB file) for `rest_api` or `native`.
 
-    `benchmarks.native_source` (the native-source engineer's hooks) when it is there, else the
-    equivalent fallback in `benchmarks.baselines`. Both take the token from `BENCH_API_TOKEN`.
+    Both come from `benchmarks.native_source` and take the token from `BENCH_API_TOKEN`.
     """
-    module = (
-        "benchmarks.native_source"
-        if importlib.util.find_spec("benchmarks.native_source") is not None
-        else "benchmarks.baselines"
-    )
+    module = "benchmarks.native_source"
     name = "rest-api" if kind == "rest_api" else "native"
     command = [PY, "-m", module, name, "--base-url", api.url, "--workdir", str(workdir)]
     if kind == "rest_api":

@@ -96,7 +96,11 @@ def main() -> int:
     print(f"\ntap -> JSONL   {tap_seconds:.1f} s   {out / 'jsonl'}/<stream>.jsonl")
     print(f"tap -> DuckDB  {bridge_seconds:.1f} s   {duckdb_path} (dataset 'analytics')")
     print(f"logs           {out / 'tap.log'}, {out / 'bridge.log'}")
-    print(f'try:           duckdb {duckdb_path} "select count(*) from analytics.endpoints"')
+    query = "select app_id, count(*) as endpoints from analytics.endpoints group by 1 limit 3"
+    print(
+        f'try:           {BIN / "python"} -c "import duckdb; print(duckdb.connect('
+        f"'{duckdb_path}', read_only=True).sql('{query}'))\""
+    )
     return 0 if ok else 1
 
 

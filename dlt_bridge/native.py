@@ -789,6 +789,7 @@ def run_native(args: argparse.Namespace) -> int:
                 destination=args.destination,
                 dataset_name=args.dataset_name,
                 pipelines_dir=args.pipelines_dir,
+                loader_file_format=args.loader_file_format,
             )
         )
     except ValueError as exc:

@@ -193,3 +193,10 @@ def serve_empty_children(api: MockAPI) -> None:
     api.mocker.get(
         re.compile(re.escape(BASE_URL) + r"/v1/app/[^/]+/(endpoint|integration)"), json=EMPTY_PAGE
     )
+
+
+def serve_empty_other_lists(api: MockAPI) -> None:
+    """Empty lists for every top-level stream but applications (tests about one parent)."""
+    for definition in STREAMS_BY_NAME.values():
+        if not definition.is_child and definition.name != "applications":
+            api.serve(definition.path, [], key=definition.primary_key)

@@ -11,7 +11,15 @@ import requests
 
 from tap_analytics.client import ApiClient, ClientSettings, retry_after_seconds
 from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError
-from tests.unit.mockapi import API_KEY, BASE_URL, config, make_records, mock_api, run_tap
+from tests.unit.mockapi import (
+    API_KEY,
+    BASE_URL,
+    config,
+    make_records,
+    mock_api,
+    run_tap,
+    serve_empty_other_lists,
+)
 
 OK = {
     "json": {
@@ -175,13 +183,7 @@ def test_404_on_a_child_path_skips_that_parent_only(
     monkeypatch.setattr(time, "sleep", lambda s: None)
     with mock_api() as api:
         api.serve("/v1/app", make_records("app", 3))
-        for path in [
-            "/v1/event-type",
-            "/v1/management/authentication/api-token",
-            "/v1/operational-webhook/endpoint",
-            "/ingest/api/v1/source",
-        ]:
-            api.serve(path, [])
+        serve_empty_other_lists(api)
         for i in range(3):
             api.serve(f"/v1/app/app_{i:06d}/endpoint", make_records(f"ep{i}", 2))
             api.serve(f"/v1/app/app_{i:06d}/integration", make_records(f"in{i}", 1))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
-from tests.unit.mockapi import config, make_records, mock_api, run_tap, serve_everything
+from tests.unit.mockapi import (
+    config,
+    make_records,
+    mock_api,
+    run_tap,
+    serve_empty_other_lists,
+    serve_everything,
+)
 
 PAGE = 2  # small pages so every stream spans several
 
@@ -64,13 +71,7 @@ def test_last_page_with_non_null_iterator_is_not_followed() -> None:
     """Exactly one request when everything fits in one page, though `iterator` is not null."""
     with mock_api() as api:
         api.serve("/v1/app", make_records("app", 3))
-        for path in [
-            "/v1/event-type",
-            "/v1/management/authentication/api-token",
-            "/v1/operational-webhook/endpoint",
-            "/ingest/api/v1/source",
-        ]:
-            api.serve(path, [])
+        serve_empty_other_lists(api)
         for i in range(3):
             api.serve(f"/v1/app/app_{i:06d}/endpoint", [])
             api.serve(f"/v1/app/app_{i:06d}/integration", [])
@@ -109,13 +110,7 @@ def test_child_path_parameters_are_url_encoded() -> None:
         api.serve(
             "/v1/app", [{"id": "app.with-dots_and/slash", "updatedAt": "2024-01-01T00:00:00Z"}]
         )
-        for path in [
-            "/v1/event-type",
-            "/v1/management/authentication/api-token",
-            "/v1/operational-webhook/endpoint",
-            "/ingest/api/v1/source",
-        ]:
-            api.serve(path, [])
+        serve_empty_other_lists(api)
         api.serve("/v1/app/app.with-dots_and%2Fslash/endpoint", make_records("ep", 1))
         api.serve("/v1/app/app.with-dots_and%2Fslash/integration", [])
         out = run_tap(config())

@@ -80,10 +80,6 @@ class ChildPrefetcher:
         for future in futures.values():
             future.cancel()
 
-    def close(self) -> None:
-        self.discard()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
 
 _DONE = object()
 

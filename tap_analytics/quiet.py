@@ -26,7 +26,7 @@ class StreamTotalCounter(metrics.Counter):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        self.total_logged = getattr(self, "total_logged", 0)
+        """Leaving one parent's sync: keep the running total (the SDK would log and reset)."""
 
     def with_context(self, value: object) -> None:
         """Parent ids are not tags here: the total covers all parents."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typing as t
 from functools import cached_property
 
 from singer_sdk import Stream, Tap
@@ -89,11 +88,3 @@ class TapAnalytics(Tap):
         """Concurrent child fetching, or None for strictly sequential requests."""
         workers = int(self.config.get("max_concurrency", 8))
         return ChildPrefetcher(workers) if workers > 1 else None
-
-
-def main() -> t.Any:
-    return TapAnalytics.cli()
-
-
-if __name__ == "__main__":
-    main()

@@ -56,7 +56,7 @@ def bare_loop(
     """
     import requests
 
-    from tap_analytics.definitions import STREAMS, StreamDefinition
+    from analytics_api.streams import STREAMS, StreamDefinition
 
     base = base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}

@@ -9,7 +9,7 @@ Each case runs in a fresh process (so peak RSS is its own) and loads into its ow
   records): parse (msgspec) + checks + fan-out + extract/normalize/load, state committed.
 * `plain`: one `@dlt.resource` per stream yielding lists of 5,000 of the same records, read
   from one JSON-lines file per stream (orjson, no checks, no state), with the same hints from
-  `dlt_bridge.columns` (merge, `_sdc_sequence`), `pipeline.run`.
+  `analytics_source.hints` (merge, `_sdc_sequence`), `pipeline.run`.
 
 Both use the DuckDB destination, the same loader file format and the same dlt settings (dlt's
 defaults plus the bridge's two changes: no gzip for the extracted, intermediate files; one load
@@ -71,7 +71,7 @@ def _case_plain(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
     import dlt
     import orjson
 
-    from dlt_bridge.columns import MAX_TABLE_NESTING, SequenceGenerator, table_hints
+    from analytics_source.hints import MAX_TABLE_NESTING, SequenceGenerator, table_hints
     from dlt_bridge.synthetic import stream_schemas, synthetic_record
 
     schemas = stream_schemas()

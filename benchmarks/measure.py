@@ -243,7 +243,7 @@ class Expected:
 
     @classmethod
     def from_api(cls, api: Any, *, keep_records: bool = True) -> Expected:
-        from tap_analytics.definitions import STREAMS
+        from analytics_api.streams import STREAMS
 
         keys: dict[str, list[str]] = {}
         pks: dict[str, str] = {}

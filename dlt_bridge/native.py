@@ -1,8 +1,8 @@
-"""A native dlt source for the analytics API, generated from `tap_analytics.definitions.STREAMS`.
+"""A native dlt source for the analytics API, generated from `analytics_api.streams.STREAMS`.
 
 The same stream table drives both engines: the Singer tap (`tap_analytics`) and this source, built
 on `dlt.sources.rest_api.rest_api_source`. Column types, keys and merge settings come from
-`dlt_bridge.columns`, the module the Singer bridge uses, so both paths create identical tables.
+`analytics_source.hints`, the module the Singer bridge uses, so both paths create identical tables.
 
 What the generated `rest_api` configuration adds to the contract's example (which does not build
 in dlt as written, see NOTES.md):
@@ -21,7 +21,7 @@ in dlt as written, see NOTES.md):
   `last_value_func=latest_timestamp` compares timestamps by time, whatever their 0-9 fractional
   digits, and the state holds the canonical form (`2024-01-31T10:00:00.120000000Z`);
 * merge (`delete-insert`) on the primary key, `_sdc_sequence` with `dedup_sort: desc`, `json`
-  columns and `max_table_nesting=0`, all from `dlt_bridge.columns`; each record checked with the
+  columns and `max_table_nesting=0`, all from `analytics_source.hints`; each record checked with the
   bridge's `RecordValidator`, fields outside the schema dropped as the tap does (`_row_step`);
 * the contract's retries: 429/500/502/503/504, connection errors, read timeouts and 2xx bodies
   that are not JSON; 3 retries (4 attempts) waiting 2, 4, 8 s, or `Retry-After` when sent. This is
@@ -55,10 +55,15 @@ from dlt.sources.rest_api import rest_api_source
 from dlt.sources.rest_api.config_setup import make_parent_key_name, register_paginator
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
-from dlt_bridge.columns import MAX_TABLE_NESTING, SEQUENCE_COLUMN, SequenceGenerator, table_hints
-from dlt_bridge.validate import RecordValidator, SchemaViolation
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME, StreamDefinition
-from tap_analytics.timestamps import TimestampError, canonical
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition
+from analytics_api.timestamps import TimestampError, canonical
+from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.hints import (
+    MAX_TABLE_NESTING,
+    SEQUENCE_COLUMN,
+    SequenceGenerator,
+    table_hints,
+)
 
 __all__ = [
     "DEFAULT_DATASET_NAME",

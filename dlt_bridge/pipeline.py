@@ -6,7 +6,7 @@ Flow of one run (`SingerLoader.load`):
    `pipeline.sync_destination()`, then read the Singer state stored with the last completed load.
 2. Messages are read once (msgspec) and checked; records are buffered per stream and yielded in
    lists of `batch_size` rows to tables named after the streams, with hints from
-   `dlt_bridge.columns` (merge on the key properties, `_sdc_sequence` with `dedup_sort`).
+   `analytics_source.hints` (merge on the key properties, `_sdc_sequence` with `dedup_sort`).
 3. Every STATE message is written to `dlt.current.source_state()["singer_state"]`, so the last one
    travels in the same load package as the records before it. dlt only returns a stored state
    whose load completed (`_dlt_loads.status = 0`), so stored state is never ahead of stored data.
@@ -30,14 +30,15 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract.items import DataItemWithMeta
 
-from dlt_bridge.arrow import ArrowBatcher
-from dlt_bridge.columns import (
+from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.hints import (
     MAX_TABLE_NESTING,
     SEQUENCE_COLUMN,
     SequenceGenerator,
     destination_column_name,
     table_hints,
 )
+from dlt_bridge.arrow import ArrowBatcher
 from dlt_bridge.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -48,7 +49,6 @@ from dlt_bridge.messages import (
     StateMessage,
     iter_batch_records,
 )
-from dlt_bridge.validate import RecordValidator, SchemaViolation
 
 __all__ = [
     "DEFAULT_DATASET_NAME",

@@ -1,7 +1,7 @@
 """Synthetic Singer output shaped like tap-analytics (for tests and the benchmark).
 
 `synthetic_messages(n)` yields encoded lines: a SCHEMA per stream (taken from
-`tap_analytics/schemas`), `n` RECORD lines spread over the streams (the child streams' SCHEMA
+`analytics_api/schemas`), `n` RECORD lines spread over the streams (the child streams' SCHEMA
 re-sent once per parent, as singer-sdk does) and a STATE every `state_every` records.
 """
 
@@ -18,7 +18,7 @@ __all__ = ["schema_line", "stream_schemas", "synthetic_messages", "synthetic_rec
 
 def stream_schemas() -> dict[str, tuple[dict[str, Any], list[str]]]:
     """`{stream: (json_schema, key_properties)}` of tap-analytics."""
-    from tap_analytics.definitions import STREAMS
+    from analytics_api.streams import STREAMS
 
     return {s.name: (s.schema, [s.primary_key]) for s in STREAMS}
 

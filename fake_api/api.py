@@ -65,7 +65,7 @@ class _Handle:
         raise NotImplementedError
 
     def dump_all(self) -> dict[str, list[dict[str, Any]]]:
-        from tap_analytics.definitions import STREAMS
+        from analytics_api.streams import STREAMS
 
         return {s.name: self.dump(s.name) for s in STREAMS}
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 """Base62 alphabet in ASCII order, so that string order equals numeric order."""

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote
 
 import msgspec
 
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME, StreamDefinition
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition
 
 from .data import Dataset, DatasetConfig, sort_key
 from .faults import FaultConfig, FaultInjector, FaultRule

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from analytics_api.streams import STREAMS
 from fake_api import DatasetConfig, FakeAPIProcess
-from tap_analytics.definitions import STREAMS
 
 BIN = Path(sys.executable).parent
 

@@ -7,18 +7,29 @@ which leaks a mistyped API key into logs. Every message here names the setting a
 from __future__ import annotations
 
 import decimal
-import ipaddress
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from jsonschema import Draft7Validator
 from singer_sdk import typing as th
 
-from tap_analytics.timestamps import TimestampError, canonical
-
-MAX_PAGE_SIZE = 250  # the API answers 422 above this, it does not clamp
+from analytics_api.config import (
+    api_key_problem,
+    base_url_problem,
+    is_plain_http_to_remote,
+    start_date_problem,
+)
+from analytics_api.limits import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_TIMEOUT,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_PAGE_SIZE,
+    MAX_RETRIES_LIMIT,
+)
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
@@ -47,14 +58,14 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "page_size",
         th.IntegerType(minimum=1, maximum=MAX_PAGE_SIZE),
-        default=MAX_PAGE_SIZE,
+        default=DEFAULT_PAGE_SIZE,
         title="Page size",
         description="Records per request (`limit`), 1..250.",
     ),
     th.Property(
         "max_retries",
-        th.IntegerType(minimum=0, maximum=20),
-        default=3,
+        th.IntegerType(minimum=0, maximum=MAX_RETRIES_LIMIT),
+        default=DEFAULT_MAX_RETRIES,
         title="Max retries",
         description="Retries after the first attempt on 429/500/502/503/504, connection "
         "errors, read timeouts and broken bodies.",
@@ -62,7 +73,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "backoff_factor",
         th.NumberType(minimum=0),
-        default=2,
+        default=DEFAULT_BACKOFF_FACTOR,
         title="Backoff factor",
         description="Wait factor x 2^n seconds before retry n (2, 4, 8 s by default); a "
         "`Retry-After` header takes precedence.",
@@ -70,14 +81,14 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "request_timeout",
         th.NumberType(exclusive_minimum=0),
-        default=60,
+        default=DEFAULT_TIMEOUT,
         title="Request timeout",
         description="Seconds to wait for a connection or a response before retrying.",
     ),
     th.Property(
         "max_concurrency",
-        th.IntegerType(minimum=1, maximum=64),
-        default=8,
+        th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY_LIMIT),
+        default=DEFAULT_MAX_CONCURRENCY,
         title="Max concurrency",
         description="Requests in flight at once: children of the next parents and pages of "
         "independent streams are fetched ahead on threads. Output (records, order, state) is "
@@ -113,27 +124,11 @@ def config_errors(config: Mapping[str, Any], logger: logging.Logger | None = Non
         errors.extend(_base_url_errors(base_url, logger))
     start_date = config.get("start_date")
     if isinstance(start_date, str):
-        try:
-            canonical(start_date)
-        except TimestampError:
-            errors.append(
-                "setting 'start_date': not an ISO 8601 timestamp; use e.g. 2024-01-31T00:00:00Z."
-            )
+        errors.extend(filter(None, [start_date_problem(start_date)]))
     api_key = config.get("api_key")
-    if isinstance(api_key, str) and api_key and not api_key.strip():
-        errors.append("setting 'api_key': is blank; set the API key (TAP_ANALYTICS_API_KEY).")
-    elif isinstance(api_key, str) and not _is_header_token(api_key):
-        # requests would reject the header and quote it, key included, in its exception.
-        errors.append(
-            "setting 'api_key': contains whitespace, control or non-ASCII characters (a "
-            "trailing newline from a file or a copy-paste?); give the key alone."
-        )
+    if isinstance(api_key, str) and api_key:
+        errors.extend(filter(None, [api_key_problem(api_key, env_hint="TAP_ANALYTICS_API_KEY")]))
     return errors
-
-
-def _is_header_token(value: str) -> bool:
-    """Printable ASCII without spaces: what a bearer token can be, and safe in a header."""
-    return all("!" <= ch <= "~" for ch in value)
 
 
 def _describe(error: Any) -> str:
@@ -163,37 +158,12 @@ def _describe(error: Any) -> str:
 
 
 def _base_url_errors(base_url: str, logger: logging.Logger | None) -> list[str]:
-    parts = urlsplit(base_url.strip())
-    example = "e.g. https://api.example.com"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return [f"setting 'base_url': needs an http:// or https:// URL with a host, {example}."]
-    if any(ch.isspace() for ch in base_url):
-        return [f"setting 'base_url': must not contain whitespace, {example}."]
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number (`:8080v1`)
-    except ValueError:
-        return [f"setting 'base_url': the port is not a number 0..65535, {example}."]
-    if parts.query or parts.fragment:
-        return [f"setting 'base_url': must not carry a query or fragment, {example}."]
-    path = parts.path.rstrip("/")
-    segments = [s for s in path.split("/") if s]
-    if segments and segments[0].lower() in {"v1", "v2", "ingest", "api"}:
-        return [
-            f"setting 'base_url': ends in the API path '{path}'; give the API root only "
-            f"({example}); the tap adds /v1/... itself."
-        ]
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or "") and logger:
+    problem = base_url_problem(base_url)
+    if problem:
+        return [problem]
+    if logger and is_plain_http_to_remote(base_url):
         logger.warning(
             "setting 'base_url' uses plain http to a non-loopback host: the API key would "
             "cross the network unencrypted. Use https://."
         )
     return []
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,4 +1,4 @@
-"""The eight streams, built from `tap_analytics.definitions`.
+"""The eight streams, built from `analytics_api.streams`.
 
 Incremental sync is a client-side bookmark over a full scan (the API cannot filter or sort by
 `updatedAt`): every page is read, and records not newer than the bookmark are not emitted.
@@ -22,11 +22,12 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
-from tap_analytics.client import ApiClient, child_path
-from tap_analytics.definitions import STREAMS, StreamDefinition
-from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
+from analytics_api.client import ApiClient
+from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
+from analytics_api.records import check_keys
+from analytics_api.streams import STREAMS, StreamDefinition, child_path
+from analytics_api.timestamps import TimestampError, canonical, canonical_from_datetime
 from tap_analytics.quiet import FirstOnly, StreamTotalCounter, StreamTotalTimer
-from tap_analytics.timestamps import TimestampError, canonical, canonical_from_datetime
 from tap_analytics.writer import FastSingerWriter
 
 if t.TYPE_CHECKING:
@@ -127,27 +128,18 @@ class AnalyticsStream(Stream):
 
     def _scan(self, path: str, parent: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every record of one list path, checked for its keys (parent id added for children)."""
-        pk = self.definition.primary_key
-        rk = self.definition.replication_key
+        definition = self.definition
         pages: Iterable[list[dict[str, Any]]]
         reader = self._tap_analytics.take_page_reader(self.name) if parent is None else None
         if reader is not None:
             pages = reader
         else:
-            pages = self.client.iter_pages(self.name, path, self.definition.params)
+            pages = self.client.iter_pages(
+                self.name, path, definition.params, child=parent is not None
+            )
         for page in pages:
             for record in page:
-                if record.get(pk) is None:
-                    raise RecordError(
-                        f"stream '{self.name}', GET {path}: a record has no primary key "
-                        f"'{pk}' (fields present: {sorted(record)[:12]}). Refusing to emit a "
-                        "row that cannot be merged; report this to the API provider."
-                    )
-                if record.get(rk) is None:
-                    raise RecordError(
-                        f"stream '{self.name}', GET {path}: record {pk}={record[pk]!r} has no "
-                        f"replication key '{rk}'; incremental sync cannot place it."
-                    )
+                check_keys(definition, record, path)
                 if parent is not None:
                     record[parent[0]] = parent[1]
                 yield record

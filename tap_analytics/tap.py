@@ -7,7 +7,15 @@ from functools import cached_property
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_analytics.client import ApiClient, ClientSettings
+from analytics_api.client import ApiClient, ClientSettings
+from analytics_api.limits import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_TIMEOUT,
+)
+from analytics_api.retry import RetryPolicy
 from tap_analytics.prefetch import ChildPrefetcher, PageReader
 from tap_analytics.settings import CONFIG_SCHEMA, config_errors
 from tap_analytics.streams import STREAM_TYPES
@@ -52,10 +60,13 @@ class TapAnalytics(Tap):
             ClientSettings(
                 base_url=config["base_url"],
                 api_key=config["api_key"],
-                page_size=int(config.get("page_size", 250)),
-                max_retries=int(config.get("max_retries", 3)),
-                backoff_factor=float(config.get("backoff_factor", 2)),
-                timeout=float(config.get("request_timeout", 60)),
+                page_size=int(config.get("page_size", DEFAULT_PAGE_SIZE)),
+                retry=RetryPolicy(
+                    max_retries=int(config.get("max_retries", DEFAULT_MAX_RETRIES)),
+                    backoff_factor=float(config.get("backoff_factor", DEFAULT_BACKOFF_FACTOR)),
+                    timeout=float(config.get("request_timeout", DEFAULT_TIMEOUT)),
+                ),
+                max_concurrency=int(config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
                 user_agent=config.get("user_agent") or f"tap-analytics/{__version__}",
             ),
             logger=self.logger,
@@ -86,5 +97,5 @@ class TapAnalytics(Tap):
     @cached_property
     def prefetcher(self) -> ChildPrefetcher | None:
         """Concurrent child fetching, or None for strictly sequential requests."""
-        workers = int(self.config.get("max_concurrency", 8))
+        workers = int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
         return ChildPrefetcher(workers) if workers > 1 else None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 
 
 @dataclass

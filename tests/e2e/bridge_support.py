@@ -229,8 +229,8 @@ def loaded_records(workdir: Path, stream: str) -> list[dict[str, Any]]:
     """
     from datetime import timezone
 
-    from dlt_bridge.columns import columns_from_json_schema, destination_column_name
-    from tap_analytics.definitions import STREAMS_BY_NAME
+    from analytics_api.streams import STREAMS_BY_NAME
+    from analytics_source.hints import columns_from_json_schema, destination_column_name
 
     definition = STREAMS_BY_NAME[stream]
     if stream not in tables(workdir):
@@ -254,8 +254,8 @@ def loaded_records(workdir: Path, stream: str) -> list[dict[str, Any]]:
 
 def expected_records(stream: str, dump: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The dump as the table should hold it: every declared field, timestamps truncated to µs."""
-    from dlt_bridge.columns import columns_from_json_schema
-    from tap_analytics.definitions import STREAMS_BY_NAME
+    from analytics_api.streams import STREAMS_BY_NAME
+    from analytics_source.hints import columns_from_json_schema
 
     definition = STREAMS_BY_NAME[stream]
     columns = columns_from_json_schema(definition.schema, [definition.primary_key])
@@ -275,7 +275,7 @@ def expected_records(stream: str, dump: list[dict[str, Any]]) -> list[dict[str, 
 
 def assert_tables_equal_dump(workdir: Path, dumps: dict[str, list[dict[str, Any]]]) -> None:
     """Each stream's table: same row count, same keys (no duplicates), same values and types."""
-    from tap_analytics.definitions import STREAMS
+    from analytics_api.streams import STREAMS
 
     for definition in STREAMS:
         key = definition.primary_key

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from analytics_api.streams import STREAMS
 from dlt_bridge.pipeline import TEST_FAIL_ENV
-from tap_analytics.definitions import STREAMS
 from tests.e2e.bridge_support import (
     assert_tables_equal_dump,
     count,

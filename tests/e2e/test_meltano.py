@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from fake_api import DatasetConfig, FakeAPI, parse_ts
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
 from tests.support import all_dumps, assert_equals_dump, normalized
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -218,7 +218,7 @@ def duckdb_tables(root: Path) -> dict[str, list[dict[str, Any]]]:
     """
     import duckdb
 
-    from dlt_bridge.columns import destination_column_name
+    from analytics_source.hints import destination_column_name
 
     tables: dict[str, list[dict[str, Any]]] = {}
     with duckdb.connect(str(root / DUCKDB_FILE), read_only=True) as con:

@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 import dlt_bridge.native as native
+from analytics_api.streams import STREAMS
 from dlt_bridge.native import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
 from fake_api import DatasetConfig, FakeAPI
-from tap_analytics.definitions import STREAMS
 
 pytestmark = pytest.mark.e2e
 

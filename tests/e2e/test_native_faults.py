@@ -9,9 +9,9 @@ import dlt
 import duckdb
 import pytest
 
+from analytics_api.streams import STREAMS
 from dlt_bridge.native import RetryPolicy, build_analytics_source, load_native
 from fake_api import TRANSIENT_KINDS, DatasetConfig, FakeAPI, FaultConfig, FaultRule
-from tap_analytics.definitions import STREAMS
 
 pytestmark = pytest.mark.e2e
 

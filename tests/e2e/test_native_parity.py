@@ -3,7 +3,7 @@
 Both engines run against the same fake API: the Singer path as `python -m dlt_bridge run --config
 c.json` (which runs `python -m tap_analytics`), the native path in process. Compared: the set of
 tables, every column's name and type (dlt's `_dlt_*` columns aside), and every row (the values of
-`_sdc_sequence`, the load-time sequence documented in `dlt_bridge.columns`, aside). The native
+`_sdc_sequence`, the load-time sequence documented in `analytics_source.hints`, aside). The native
 tables are also checked against the fake API's own dump.
 """
 
@@ -21,11 +21,11 @@ import dlt
 import duckdb
 import pytest
 
-from dlt_bridge.columns import SEQUENCE_COLUMN, destination_column_name
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
+from analytics_api.timestamps import canonical
+from analytics_source.hints import SEQUENCE_COLUMN, destination_column_name
 from dlt_bridge.native import NativeRunSummary, build_analytics_source, load_native
 from fake_api import DatasetConfig, FakeAPI
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
-from tap_analytics.timestamps import canonical
 
 pytestmark = pytest.mark.e2e
 

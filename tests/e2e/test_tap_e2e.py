@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from analytics_api.streams import STREAMS
 from fake_api import DatasetConfig
-from tap_analytics.definitions import STREAMS
 from tests.conftest import tap_config_for
 from tests.support import all_dumps, assert_equals_dump, normalized, run_tap_process
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
+from analytics_api.timestamps import canonical
 from fake_api import TRANSIENT_KINDS, fault_for
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
-from tap_analytics.timestamps import canonical
 from tests.support import TapRun
 
 # -- keys and workspaces ------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from analytics_api.streams import STREAMS
 from fake_api import DatasetConfig, FaultConfig, FaultRule
-from tap_analytics.definitions import STREAMS
 from tests.e2e.bridge_support import assert_tables_equal_dump, pending_packages, stored_state
 from tests.reliability.support import (
     Workspace,

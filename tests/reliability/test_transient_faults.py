@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from analytics_api.streams import STREAMS
 from fake_api import TRANSIENT_KINDS, DatasetConfig, FaultConfig
-from tap_analytics.definitions import STREAMS
 from tests.e2e.bridge_support import assert_tables_equal_dump, stored_state
 from tests.reliability.support import (
     RETRY_REASONS,

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests_mock
 
-from tap_analytics.definitions import STREAMS_BY_NAME
+from analytics_api.streams import STREAMS_BY_NAME
 from tap_analytics.tap import TapAnalytics
 
 BASE_URL = "https://api.example.com"

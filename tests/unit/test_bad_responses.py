@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tap_analytics.errors import AnalyticsAPIError
+from analytics_api.errors import AnalyticsAPIError
 from tests.unit.mockapi import (
     API_KEY,
     BASE_URL,

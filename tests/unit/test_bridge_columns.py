@@ -1,4 +1,4 @@
-"""JSON schema -> dlt column hints (`dlt_bridge.columns`), record checks (`dlt_bridge.validate`)."""
+"""JSON schema -> dlt column hints (`analytics_source.hints`) and record checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from dlt_bridge.columns import (
+from analytics_api.streams import STREAMS
+from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.hints import (
     SEQUENCE_COLUMN,
     SequenceGenerator,
     column_from_property,
@@ -15,8 +17,6 @@ from dlt_bridge.columns import (
     table_hints,
     write_disposition_for,
 )
-from dlt_bridge.validate import RecordValidator, SchemaViolation
-from tap_analytics.definitions import STREAMS
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from tap_analytics.definitions import STREAMS
+from analytics_api.streams import STREAMS
 from tap_analytics.tap import TapAnalytics
 from tests.unit.mockapi import config, mock_api, run_tap, serve_everything
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from fake_api import (
     ALL_KINDS,
     Dataset,
@@ -25,7 +26,6 @@ from fake_api import (
     parse_ts,
 )
 from fake_api.__main__ import build_parser
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
 from tests.conftest import tap_config_for
 
 _session = requests.Session()  # keep-alive: faster than a new connection per request

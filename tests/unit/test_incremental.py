@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tap_analytics.timestamps import TimestampError, canonical
+from analytics_api.timestamps import TimestampError, canonical
 from tests.unit.mockapi import config, mock_api, run_tap, serve_everything
 
 

@@ -12,8 +12,8 @@ import requests_mock
 from dlt.sources.rest_api import rest_api_source
 
 import dlt_bridge  # noqa: F401  (telemetry default)
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from benchmarks.native_source import CONTRACT_CONFIG, contract_config_fixed
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
 
 BASE_URL = "https://api.example.com"
 

@@ -1,6 +1,6 @@
 """The native source follows the stream definitions, the tap's catalog and the bridge's columns.
 
-One place to change a stream (`tap_analytics.definitions` + its JSON schema); these tests fail
+One place to change a stream (`analytics_api.streams` + its JSON schema); these tests fail
 when the generated `rest_api` configuration, the built dlt source, the Singer catalog and the
 bridge's column mapping stop agreeing.
 """
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from dlt.extract.incremental import Incremental
 
-from dlt_bridge.columns import (
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
+from analytics_source.hints import (
     MAX_TABLE_NESTING,
     columns_from_json_schema,
     table_hints,
@@ -28,7 +29,6 @@ from dlt_bridge.native import (
     latest_timestamp,
     scan_resource_name,
 )
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
 from tap_analytics.tap import TapAnalytics
 
 BASE_URL = "https://api.example.com"
@@ -137,7 +137,7 @@ def test_built_source_has_hints_and_incremental_for_every_stream() -> None:
 
 
 def test_constants_agree_with_the_tap() -> None:
-    from tap_analytics.client import RETRY_STATUSES as TAP_RETRY_STATUSES
+    from analytics_api.retry import RETRY_STATUSES as TAP_RETRY_STATUSES
     from tap_analytics.settings import MAX_PAGE_SIZE as TAP_MAX_PAGE_SIZE
 
     assert frozenset(RETRY_STATUSES) == TAP_RETRY_STATUSES

@@ -9,8 +9,9 @@ import time
 import pytest
 import requests
 
-from tap_analytics.client import ApiClient, ClientSettings, retry_after_seconds
-from tap_analytics.errors import AnalyticsAPIError, ParentNotFoundError
+from analytics_api.client import ApiClient, ClientSettings
+from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError
+from analytics_api.retry import RetryPolicy, retry_after_seconds
 from tests.unit.mockapi import (
     API_KEY,
     BASE_URL,
@@ -30,8 +31,19 @@ OK = {
 }
 
 
-def _client(waits: list[float], **settings) -> ApiClient:
-    return ApiClient(ClientSettings(BASE_URL, API_KEY, **settings), sleep=waits.append)
+_sink: list[list[float]] = [[]]
+"""Where the patched `time.sleep` records waits: the list of the test's latest `_client`."""
+
+
+@pytest.fixture(autouse=True)
+def _record_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    _sink[0] = []
+    monkeypatch.setattr(time, "sleep", lambda seconds: _sink[0].append(seconds))
+
+
+def _client(waits: list[float], **retry: float) -> ApiClient:
+    _sink[0] = waits
+    return ApiClient(ClientSettings(BASE_URL, API_KEY, retry=RetryPolicy(**retry)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
@@ -201,5 +213,6 @@ def test_404_on_a_child_path_skips_that_parent_only(
 def test_404_on_a_top_level_stream_fails_the_run() -> None:
     with mock_api() as api:
         api.mocker.get(BASE_URL + "/v1/app", status_code=404, json={"code": "nf", "detail": "x"})
-        with pytest.raises(ParentNotFoundError):
+        with pytest.raises(AnalyticsAPIError) as info:
             run_tap(config())
+    assert not isinstance(info.value, ParentNotFoundError)  # only child paths mean "parent gone"

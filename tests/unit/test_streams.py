@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tap_analytics.definitions import STREAMS, STREAMS_BY_NAME
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from tests.unit.mockapi import (
     config,
     make_records,

@@ -1,4 +1,4 @@
-"""JSON schema -> dlt table hints, shared by the Singer bridge and the native dlt source.
+"""JSON schema -> dlt table hints, shared by the native dlt source and the Singer bridge.
 
 Both engines must produce identical tables, so every decision about a stream's table lives here:
 
@@ -16,11 +16,13 @@ engine only.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dlt.common.normalizers.naming.snake_case import NamingConvention as _SnakeCase
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
+
+from analytics_api.validate import json_schema_types
 
 __all__ = [
     "MAX_TABLE_NESTING",
@@ -59,64 +61,6 @@ _INT64_MAX = 2**63 - 1
 def destination_column_name(name: str) -> str:
     """The column name dlt's default `snake_case` convention gives a JSON property."""
     return _NAMING.normalize_identifier(name)
-
-
-def json_schema_types(prop: Mapping[str, Any]) -> tuple[list[str], bool]:
-    """The non-null JSON types a property allows, and whether it allows null.
-
-    Understands `type` as a string or a list, and `anyOf` / `oneOf` lists of alternatives (each
-    with its own `type`). No `type` at all means "anything" and returns `([], True)`.
-    """
-    types: list[str] = []
-    nullable = False
-    alternatives = prop.get("anyOf") or prop.get("oneOf")
-    if alternatives:
-        for alt in alternatives:
-            sub_types, sub_nullable = json_schema_types(alt)
-            nullable = nullable or sub_nullable
-            for t in sub_types:
-                if t not in types:
-                    types.append(t)
-        if not types and not any(isinstance(a, Mapping) and "type" in a for a in alternatives):
-            return [], True
-        return types, nullable
-    declared = prop.get("type")
-    if declared is None:
-        if "enum" in prop or "const" in prop:
-            values = list(prop.get("enum", [])) + ([prop["const"]] if "const" in prop else [])
-            return _types_of_values(values)
-        return [], True
-    for t in [declared] if isinstance(declared, str) else list(declared):
-        if t == "null":
-            nullable = True
-        elif t not in types:
-            types.append(t)
-    return types, nullable
-
-
-def _types_of_values(values: Iterable[Any]) -> tuple[list[str], bool]:
-    types: list[str] = []
-    nullable = False
-    for v in values:
-        if v is None:
-            nullable = True
-            continue
-        t = (
-            "boolean"
-            if isinstance(v, bool)
-            else "integer"
-            if isinstance(v, int)
-            else "number"
-            if isinstance(v, float)
-            else "string"
-            if isinstance(v, str)
-            else "array"
-            if isinstance(v, list)
-            else "object"
-        )
-        if t not in types:
-            types.append(t)
-    return types, nullable
 
 
 def _string_format(prop: Mapping[str, Any]) -> str | None:

@@ -1,7 +1,7 @@
-"""The eight resources of the analytics API, declared once.
+"""The eight list resources of the analytics API, declared once.
 
-Both engines read this table: the Singer tap (`tap_analytics.streams`) and the native dlt
-source (`dlt_bridge.native`). Change a stream here and both follow.
+Both engines read this table: the Singer tap (`tap_analytics`) and the native dlt source
+(`analytics_source`); so do the fake API and the benchmarks. Change a stream here and all follow.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class StreamDefinition:
 
 @cache
 def _schema_text(name: str) -> str:
-    return resources.files("tap_analytics.schemas").joinpath(f"{name}.json").read_text("utf-8")
+    return resources.files("analytics_api.schemas").joinpath(f"{name}.json").read_text("utf-8")
 
 
 STREAMS: tuple[StreamDefinition, ...] = (
@@ -83,3 +84,8 @@ STREAMS: tuple[StreamDefinition, ...] = (
 )
 
 STREAMS_BY_NAME: dict[str, StreamDefinition] = {s.name: s for s in STREAMS}
+
+
+def child_path(template: str, **params: str) -> str:
+    """Fill `{app_id}`-style placeholders; ids and uids may hold `.`, `-`, `_`, so encode them."""
+    return template.format(**{k: quote(str(v), safe="") for k, v in params.items()})

@@ -14,13 +14,70 @@ other than date-time/date, numeric bounds, patterns, enums.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from dlt_bridge.columns import json_schema_types
+__all__ = ["RecordValidator", "SchemaViolation", "json_schema_types"]
 
-__all__ = ["RecordValidator", "SchemaViolation"]
+
+def json_schema_types(prop: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """The non-null JSON types a property allows, and whether it allows null.
+
+    Understands `type` as a string or a list, and `anyOf` / `oneOf` lists of alternatives (each
+    with its own `type`). No `type` at all means "anything" and returns `([], True)`.
+    """
+    types: list[str] = []
+    nullable = False
+    alternatives = prop.get("anyOf") or prop.get("oneOf")
+    if alternatives:
+        for alt in alternatives:
+            sub_types, sub_nullable = json_schema_types(alt)
+            nullable = nullable or sub_nullable
+            for t in sub_types:
+                if t not in types:
+                    types.append(t)
+        if not types and not any(isinstance(a, Mapping) and "type" in a for a in alternatives):
+            return [], True
+        return types, nullable
+    declared = prop.get("type")
+    if declared is None:
+        if "enum" in prop or "const" in prop:
+            values = list(prop.get("enum", [])) + ([prop["const"]] if "const" in prop else [])
+            return _types_of_values(values)
+        return [], True
+    for t in [declared] if isinstance(declared, str) else list(declared):
+        if t == "null":
+            nullable = True
+        elif t not in types:
+            types.append(t)
+    return types, nullable
+
+
+def _types_of_values(values: Iterable[Any]) -> tuple[list[str], bool]:
+    types: list[str] = []
+    nullable = False
+    for v in values:
+        if v is None:
+            nullable = True
+            continue
+        t = (
+            "boolean"
+            if isinstance(v, bool)
+            else "integer"
+            if isinstance(v, int)
+            else "number"
+            if isinstance(v, float)
+            else "string"
+            if isinstance(v, str)
+            else "array"
+            if isinstance(v, list)
+            else "object"
+        )
+        if t not in types:
+            types.append(t)
+    return types, nullable
+
 
 _MISSING = object()
 _INT64_MIN = -(2**63)

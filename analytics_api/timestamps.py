@@ -1,14 +1,17 @@
-"""Replication-key timestamps, normalised so that string order is time order.
+"""Timestamps in one canonical form, so that string order is time order.
 
 The API sends RFC 3339 UTC timestamps with 0 to 9 fractional digits. Compared as raw strings,
 ``...:00Z`` sorts after ``...:00.5Z`` (``Z`` > ``.``), so bookmarks go wrong. Every comparison in
-this tap goes through :func:`canonical`, which yields a fixed-width UTC form with nanoseconds.
+either engine goes through :func:`canonical`, which yields a fixed-width UTC form with nanoseconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+from collections.abc import Sequence
+from typing import Any
 
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\d*"
@@ -62,3 +65,16 @@ def canonical_from_datetime(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc)
     return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}000Z"
+
+
+def latest_timestamp(values: Sequence[Any]) -> str:
+    """The latest of some timestamps by time, in canonical form (a dlt `last_value_func`)."""
+    return max(canonical_cached(v) for v in values)
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_cached(value: str) -> str:
+    """`canonical`, remembered: the same raw value is often compared several times per row."""
+    if len(value) == 30 and value[19] == "." and value[29] == "Z":
+        return value  # already canonical
+    return canonical(value)

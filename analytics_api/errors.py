@@ -1,0 +1,49 @@
+"""Errors of the API contract, shared by both engines.
+
+Every message names the stream, the request path and what to do; none carries the API key or a
+whole response body (see `analytics_api.redact`).
+"""
+
+from __future__ import annotations
+
+
+class AnalyticsAPIError(Exception):
+    """A request or response that cannot be used; retrying will not help."""
+
+
+class AuthenticationError(AnalyticsAPIError):
+    """401 or 403: the key is wrong or lacks permission."""
+
+
+class RedirectRefusedError(AnalyticsAPIError):
+    """A 3xx answer: never followed, so the key only ever goes to `base_url`."""
+
+
+class ResponseFormatError(AnalyticsAPIError):
+    """A 2xx response whose JSON does not have the list envelope's shape."""
+
+
+class PaginationError(AnalyticsAPIError):
+    """The API's cursor went in a circle or stopped without `done`."""
+
+
+class RecordError(AnalyticsAPIError):
+    """A record without its primary key or replication key, or with an unreadable timestamp."""
+
+
+class ParentNotFoundError(AnalyticsAPIError):
+    """404 on a child path (`/v1/app/{app_id}/endpoint`): the parent was deleted after it was
+    listed. Its children are gone; this is not an error of the run."""
+
+
+class RetryBudgetExhaustedError(AnalyticsAPIError):
+    """A transient failure persisted through every retry."""
+
+
+class TransientAPIError(Exception):
+    """A failure worth retrying (429, 5xx, a broken or unparsable body)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

@@ -7,9 +7,10 @@
 For the benchmark suite (`benchmarks.run`), the same drop-in signatures as in
 `benchmarks.baselines`, each returning a `Result` dict:
 
-* `run_native(base_url, token, *, workdir, ...)`: `dlt_bridge.native` (generated `rest_api`
-  config, done paginator, json columns, merge + `_sdc_sequence`, incremental, parsing once,
-  child pages on dlt's extract workers) into `<workdir>/<pipeline_name>.duckdb`, `parquet`.
+* `run_native(base_url, token, *, workdir, ...)`: `analytics_source` (the contract's client,
+  json columns, merge + `_sdc_sequence`, incremental, child lists fetched `max_concurrency` at
+  a time) run by `dlt_bridge.native.load_native` into `<workdir>/<pipeline_name>.duckdb`,
+  `parquet`.
 * `run_rest_api_baseline(base_url, token, *, workdir, ...)`: the contract's configuration from
   `analytics-api.md` (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
   to load every record (`contract_config_fixed`): a minimal `done` paginator instead of the
@@ -201,11 +202,12 @@ def run_native(
     parallelized: bool = True,
 ) -> Result:
     """A full load with the native source into `<workdir>/<pipeline_name>.duckdb`."""
-    from dlt_bridge.native import build_analytics_source, load_native
+    from analytics_source import analytics_source
+    from dlt_bridge.native import load_native
 
     pipeline = _pipeline(workdir, pipeline_name, dataset_name)
     started, cpu = time.perf_counter(), time.process_time()
-    source = build_analytics_source(base_url, token, page_size=page_size, parallelized=parallelized)
+    source = analytics_source(base_url, token, page_size=page_size, parallelized=parallelized)
     load_native(pipeline, source, loader_file_format=loader_file_format)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return _result(

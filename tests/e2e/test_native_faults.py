@@ -9,14 +9,21 @@ import dlt
 import duckdb
 import pytest
 
+from analytics_api.errors import (
+    PaginationError,
+    RecordError,
+    ResponseFormatError,
+    RetryBudgetExhaustedError,
+)
 from analytics_api.streams import STREAMS
-from dlt_bridge.native import RetryPolicy, build_analytics_source, load_native
+from analytics_source import analytics_source
+from dlt_bridge.native import load_native
 from fake_api import TRANSIENT_KINDS, DatasetConfig, FakeAPI, FaultConfig, FaultRule
 
 pytestmark = pytest.mark.e2e
 
 DATA = DatasetConfig(seed=9, applications=15, event_types=20, webhook_endpoints=9)
-FAST_RETRIES = RetryPolicy(max_retries=3, backoff_factor=0.01, timeout=1.0)
+FAST_RETRIES = {"max_retries": 3, "backoff_factor": 0.01, "request_timeout": 1.0}
 
 
 def pipeline_for(tmp_path: Path) -> dlt.Pipeline:
@@ -29,8 +36,8 @@ def pipeline_for(tmp_path: Path) -> dlt.Pipeline:
 
 
 def load(api: FakeAPI, tmp_path: Path, **kwargs: Any) -> Any:
-    source = build_analytics_source(
-        api.url, api.token, page_size=6, retry=FAST_RETRIES, parallelized=True, **kwargs
+    source = analytics_source(
+        api.url, api.token, page_size=6, parallelized=True, **FAST_RETRIES, **kwargs
     )
     return load_native(pipeline_for(tmp_path), source)
 
@@ -66,24 +73,34 @@ def test_transient_faults_are_retried_and_nothing_is_lost(tmp_path: Path) -> Non
     assert counts(tmp_path) == expected
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or getattr(exc, "exception", None) is not None:
+        exc = exc.__cause__ or exc.exception  # type: ignore[attr-defined]
+    return exc
+
+
 @pytest.mark.parametrize(
-    ("kind", "message"),
+    ("kind", "error"),
     [
-        ("missing-pk", "no primary key"),
-        ("repeated-cursor", "a second time"),
-        ("missing-done", "`done` (boolean) are required"),
-        ("no-data", "`data` (array)"),
-        ("data-not-list", "`data` (array)"),
-        ("null-iterator-not-done", "without an iterator"),
-        ("html-200", "not JSON"),
-        ("html-502", "502"),
+        ("missing-pk", RecordError),
+        ("repeated-cursor", PaginationError),
+        ("missing-done", ResponseFormatError),
+        ("no-data", ResponseFormatError),
+        ("data-not-list", ResponseFormatError),
+        ("null-iterator-not-done", PaginationError),
+        ("html-200", RetryBudgetExhaustedError),
+        ("html-502", RetryBudgetExhaustedError),
     ],
 )
-def test_bad_pages_fail_loudly_and_commit_nothing(tmp_path: Path, kind: str, message: str) -> None:
+def test_bad_pages_fail_loudly_and_commit_nothing(
+    tmp_path: Path, kind: str, error: type[Exception]
+) -> None:
     faults = FaultConfig(rules=(FaultRule(kind, target="webhook_endpoint"),))
     with FakeAPI(DATA, faults=faults) as api, pytest.raises(Exception) as info:
         load(api, tmp_path)
-    assert message in str(info.value)
+    cause = root_cause(info.value)
+    assert isinstance(cause, error), cause
+    assert "stream 'webhook_endpoint'" in str(cause)
     pipeline = pipeline_for(tmp_path)
     # nothing was loaded, and no incremental state moved
     assert not pipeline.state.get("sources", {}).get("analytics", {}).get("resources")

@@ -23,8 +23,9 @@ import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from analytics_api.timestamps import canonical
+from analytics_source import analytics_source
 from analytics_source.hints import SEQUENCE_COLUMN, destination_column_name
-from dlt_bridge.native import NativeRunSummary, build_analytics_source, load_native
+from dlt_bridge.native import NativeRunSummary, load_native
 from fake_api import DatasetConfig, FakeAPI
 
 pytestmark = pytest.mark.e2e
@@ -104,9 +105,7 @@ def run_native_summary(
         dataset_name=DATASET,
         pipelines_dir=str(workdir / "pipelines"),
     )
-    source = build_analytics_source(
-        api.url, api.token, page_size=page_size, parallelized=parallelized
-    )
+    source = analytics_source(api.url, api.token, page_size=page_size, parallelized=parallelized)
     return database, load_native(pipeline, source)
 
 

@@ -1,11 +1,15 @@
-"""The native dlt source on a mocked API: pagination, children, 404s, retries, incremental."""
+"""The native dlt source on a mocked API: pagination, children, 404s, retries, redirects,
+secrets, incremental."""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,15 +19,19 @@ import pytest
 import requests
 import requests_mock
 
-from dlt_bridge.native import (
-    PAGINATOR_NAME,
-    AnalyticsPaginationError,
-    AnalyticsRecordError,
-    DonePaginator,
-    RetryPolicy,
-    build_analytics_source,
-    latest_timestamp,
+import dlt_bridge  # noqa: F401  (telemetry off by default)
+from analytics_api.errors import (
+    AnalyticsAPIError,
+    AuthenticationError,
+    PaginationError,
+    ParentNotFoundError,
+    RecordError,
+    RedirectRefusedError,
+    ResponseFormatError,
+    RetryBudgetExhaustedError,
 )
+from analytics_api.timestamps import latest_timestamp
+from analytics_source import analytics_source
 
 BASE_URL = "https://api.example.com"
 API_KEY = "sk_native_SECRET_91c0"
@@ -45,11 +53,11 @@ class Served:
         cursor = query.get("iterator", [None])[0]
         start = 0
         if cursor is not None:
-            start = [r[self.key] for r in self.records].index(cursor) + 1
+            start = [str(r[self.key]) for r in self.records].index(cursor) + 1
         page = self.records[start : start + limit]
         return {
             "data": [dict(r) for r in page],
-            "iterator": page[-1][self.key] if page else None,
+            "iterator": str(page[-1][self.key]) if page else None,
             "prevIterator": None,
             "done": start + limit >= len(self.records),
         }
@@ -75,7 +83,7 @@ def mocker() -> Iterator[requests_mock.Mocker]:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Waits between retries (tenacity sleeps through `time.sleep`), recorded, not slept."""
+    """Waits between retries (the client sleeps through `time.sleep`), recorded, not slept."""
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
     return waits
@@ -83,8 +91,30 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def extract(stream: str, **kwargs: Any) -> list[dict[str, Any]]:
     """Rows of one stream, without a pipeline (dlt keeps incremental state in memory)."""
-    source = build_analytics_source(BASE_URL, API_KEY, **kwargs).with_resources(stream)
+    source = analytics_source(BASE_URL, API_KEY, **kwargs).with_resources(stream)
     return list(source)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The original error inside dlt's wrappers (`__cause__` / `exception`)."""
+    while exc.__cause__ is not None or getattr(exc, "exception", None) is not None:
+        exc = exc.__cause__ or exc.exception  # type: ignore[attr-defined]
+    return exc
+
+
+def chain_text(exc: BaseException) -> str:
+    """Every message of an exception chain, dlt's wrappers included."""
+    texts = []
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        texts.append(f"{e!s} {e!r}")
+        stack.extend([e.__cause__, e.__context__, getattr(e, "exception", None)])
+    return "\n".join(texts)
 
 
 # -- pagination -------------------------------------------------------------------------------
@@ -128,63 +158,49 @@ def test_event_types_ask_for_archived_ones(mocker: requests_mock.Mocker) -> None
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "error"),
     [
-        ({"data": [rec("a")], "iterator": None, "done": False}, "without an iterator"),
-        ({"data": [rec("a")], "iterator": "a"}, "`done` (boolean) are required"),
-        ({"items": [rec("a")], "iterator": "a", "done": True}, "`data` (array)"),
-        ({"data": {"id": "a"}, "iterator": "a", "done": True}, "`data` (array)"),
-        ([rec("a")], "not a list page"),
+        ({"data": [rec("a")], "iterator": None, "done": False}, PaginationError),
+        ({"data": [rec("a")], "iterator": "a"}, ResponseFormatError),
+        ({"items": [rec("a")], "iterator": "a", "done": True}, ResponseFormatError),
+        ({"data": {"id": "a"}, "iterator": "a", "done": True}, ResponseFormatError),
+        ([rec("a")], ResponseFormatError),
     ],
     ids=["done-false-null-iterator", "no-done", "no-data", "data-not-list", "bare-list"],
 )
 def test_malformed_pages_fail_clearly(
-    mocker: requests_mock.Mocker, body: Any, message: str
+    mocker: requests_mock.Mocker, body: Any, error: type[Exception]
 ) -> None:
     mocker.get(BASE_URL + "/v1/app", json=body)
     with pytest.raises(Exception) as info:
         extract("applications")
-    assert message in str(info.value)
-    assert "GET /v1/app" in str(info.value)
+    assert isinstance(root_cause(info.value), error)
+    assert "GET /v1/app" in str(root_cause(info.value))
     assert len(mocker.request_history) == 1
 
 
 def test_repeated_cursor_is_an_error_not_an_endless_loop(mocker: requests_mock.Mocker) -> None:
     page = {"data": [rec("a")], "iterator": "a", "prevIterator": None, "done": False}
     mocker.get(BASE_URL + "/v1/app", json=page)
-    with pytest.raises(Exception, match="a second time"):
+    with pytest.raises(Exception) as info:
         extract("applications")
+    assert isinstance(root_cause(info.value), PaginationError)
     assert len(mocker.request_history) == 2
 
 
-def test_paginator_is_registered_and_validates_its_limit() -> None:
-    from dlt.sources.rest_api.config_setup import create_paginator
-
-    paginator = create_paginator({"type": PAGINATOR_NAME, "limit": 10})  # type: ignore[typeddict-item]
-    assert isinstance(paginator, DonePaginator) and paginator.limit == 10
+@pytest.mark.parametrize("page_size", [0, 251])
+def test_page_size_outside_the_api_limit_is_refused(
+    mocker: requests_mock.Mocker, page_size: int
+) -> None:
     with pytest.raises(ValueError, match=r"1\.\.250"):
-        DonePaginator(limit=251)
-    with pytest.raises(ValueError, match=r"1\.\.250"):
-        build_analytics_source(BASE_URL, API_KEY, page_size=0)
+        analytics_source(BASE_URL, API_KEY, page_size=page_size)
+    assert mocker.call_count == 0
 
 
-def test_paginator_state_resets_on_a_new_request() -> None:
-    paginator = DonePaginator(limit=3)
-    first = requests.Request("GET", BASE_URL + "/v1/app", params={})
-    paginator.init_request(first)
-    response = requests.Response()
-    response.status_code = 200
-    response._content = json.dumps({"data": [], "iterator": "x", "done": False}).encode()
-    paginator.update_state(response)
-    paginator.update_request(first)
-    assert first.params == {"limit": 3, "iterator": "x"}
-    second = requests.Request("GET", BASE_URL + "/v1/app", params={"iterator": "stale"})
-    paginator.init_request(second)
-    assert second.params == {"limit": 3}
-    assert paginator.has_next_page
-    paginator.update_state(response)  # "x" again, but in a new walk: not a loop
-    with pytest.raises(AnalyticsPaginationError):
-        paginator.update_state(response)  # within the same walk it is
+def test_page_size_is_sent_as_limit(mocker: requests_mock.Mocker) -> None:
+    mocker.get(BASE_URL + "/v1/app", json=Served([rec("app_1")]))
+    extract("applications", page_size=17)
+    assert queries(mocker, "/v1/app") == [{"limit": ["17"]}]
 
 
 # -- children ---------------------------------------------------------------------------------
@@ -219,7 +235,10 @@ def test_children_get_the_parent_id_under_the_bridge_column_name(
     assert len(queries(mocker, "/v1/app")) == 3
 
 
-def test_child_404_means_parent_deleted_and_is_skipped(mocker: requests_mock.Mocker) -> None:
+@pytest.mark.parametrize("parallelized", [True, False], ids=["parallel", "sequential"])
+def test_child_404_means_parent_deleted_and_is_skipped(
+    mocker: requests_mock.Mocker, caplog: pytest.LogCaptureFixture, parallelized: bool
+) -> None:
     apps = [rec("app_0"), rec("app_1"), rec("app_2")]
     serve_apps_with_children(mocker, apps)
     mocker.get(
@@ -227,22 +246,36 @@ def test_child_404_means_parent_deleted_and_is_skipped(mocker: requests_mock.Moc
         status_code=404,
         json={"code": "not_found", "detail": "application not found"},
     )
-    rows = extract("endpoints")
-    assert sorted({r["app_id"] for r in rows}) == ["app_0", "app_2"]
+    with caplog.at_level(logging.WARNING, logger="analytics_source"):
+        rows = extract("endpoints", parallelized=parallelized)
+    assert [(r["id"], r["app_id"]) for r in rows] == [
+        ("ep_0_0", "app_0"),
+        ("ep_0_1", "app_0"),
+        ("ep_2_0", "app_2"),
+        ("ep_2_1", "app_2"),
+    ]  # parent order, whatever the concurrency
     assert len(queries(mocker, "/v1/app/app_1/endpoint")) == 1  # a 404 is not retried
+    skipped = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "app_1" in (r.args or ())
+    ]
+    assert len(skipped) == 1
 
 
 def test_child_403_is_not_skipped(mocker: requests_mock.Mocker) -> None:
     serve_apps_with_children(mocker, [rec("app_0")])
     mocker.get(BASE_URL + "/v1/app/app_0/endpoint", status_code=403, json={"code": "forbidden"})
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match="403") as info:
         extract("endpoints")
+    assert isinstance(root_cause(info.value), AuthenticationError)
 
 
 def test_top_level_404_is_not_skipped(mocker: requests_mock.Mocker) -> None:
     mocker.get(BASE_URL + "/v1/app", status_code=404, json={"code": "not_found"})
-    with pytest.raises(Exception, match="404"):
+    with pytest.raises(Exception, match="404") as info:
         extract("applications")
+    cause = root_cause(info.value)
+    assert isinstance(cause, AnalyticsAPIError)
+    assert not isinstance(cause, ParentNotFoundError)
 
 
 def test_record_without_primary_key_fails_clearly(mocker: requests_mock.Mocker) -> None:
@@ -253,13 +286,7 @@ def test_record_without_primary_key_fails_clearly(mocker: requests_mock.Mocker) 
     with pytest.raises(Exception) as info:
         extract("applications")
     assert "no primary key 'id'" in str(info.value)
-    assert isinstance(_root_cause(info.value), AnalyticsRecordError)
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None or getattr(exc, "exception", None) is not None:
-        exc = exc.__cause__ or exc.exception  # type: ignore[attr-defined]
-    return exc
+    assert isinstance(root_cause(info.value), RecordError)
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -279,8 +306,9 @@ def test_retryable_status_three_retries_then_success(
 
 def test_gives_up_after_three_retries(mocker: requests_mock.Mocker, sleeps: list[float]) -> None:
     mocker.get(BASE_URL + "/v1/app", status_code=503, json={"code": "unavailable"})
-    with pytest.raises(Exception, match="503"):
+    with pytest.raises(Exception, match="503") as info:
         extract("applications")
+    assert isinstance(root_cause(info.value), RetryBudgetExhaustedError)
     assert mocker.call_count == 4
     assert sleeps == [2, 4, 8]
 
@@ -314,6 +342,20 @@ def test_retry_after_header_is_honoured(mocker: requests_mock.Mocker, sleeps: li
     assert sleeps[2] == 8
 
 
+def test_retry_after_zero_means_at_once(mocker: requests_mock.Mocker, sleeps: list[float]) -> None:
+    mocker.get(
+        BASE_URL + "/v1/app",
+        [
+            {"status_code": 429, "headers": {"Retry-After": "0"}},
+            {"status_code": 503, "headers": {"Retry-After": "0"}},
+            OK_PAGE,
+        ],
+    )
+    assert len(extract("applications")) == 1
+    assert mocker.call_count == 3
+    assert sleeps == [0, 0]
+
+
 def test_network_errors_and_broken_bodies_are_retried(
     mocker: requests_mock.Mocker, sleeps: list[float]
 ) -> None:
@@ -334,7 +376,7 @@ def test_network_errors_and_broken_bodies_are_retried(
 def test_retry_policy_is_configurable(mocker: requests_mock.Mocker, sleeps: list[float]) -> None:
     mocker.get(BASE_URL + "/v1/app", status_code=500)
     with pytest.raises(Exception, match="500"):
-        extract("applications", retry=RetryPolicy(max_retries=1, backoff_factor=0.5))
+        extract("applications", max_retries=1, backoff_factor=0.5)
     assert mocker.call_count == 2
     assert sleeps == [0.5]
 
@@ -377,7 +419,7 @@ def _pipeline(tmp_path: Path) -> dlt.Pipeline:
 
 
 def _load(pipeline: dlt.Pipeline, *streams: str, **kwargs: Any) -> dict[str, int]:
-    source = build_analytics_source(BASE_URL, API_KEY, **kwargs).with_resources(*streams)
+    source = analytics_source(BASE_URL, API_KEY, **kwargs).with_resources(*streams)
     pipeline.run(source)
     counts = pipeline.last_trace.last_normalize_info.row_counts
     return {s: counts.get(s, 0) for s in streams}
@@ -497,8 +539,8 @@ def test_html_page_with_status_200_is_retried_then_fails_clearly(
     with pytest.raises(Exception) as info:
         extract("applications")
     assert mocker.call_count == 4
-    assert "not JSON" in str(info.value) and "Bad gateway" in str(info.value)
-    assert isinstance(_root_cause(info.value), AnalyticsPaginationError)
+    assert isinstance(root_cause(info.value), RetryBudgetExhaustedError)
+    assert "Bad gateway" in str(root_cause(info.value))  # an excerpt says what came back
 
 
 def test_fields_outside_the_schema_are_dropped_like_the_tap_does(
@@ -508,16 +550,11 @@ def test_fields_outside_the_schema_are_dropped_like_the_tap_does(
     mocker.get(
         BASE_URL + "/v1/operational-webhook/endpoint", json=Served([hook, dict(hook, id="ep_2")])
     )
-    import dlt_bridge.native as native
-
-    native.log.propagate = True
-    try:
-        with caplog.at_level("WARNING", logger="dlt_bridge"):
-            rows = extract("webhook_endpoint")
-    finally:
-        native.log.propagate = False
+    with caplog.at_level(logging.WARNING, logger="analytics_source"):
+        rows = extract("webhook_endpoint")
     assert [sorted(r) for r in rows] == [["_sdc_sequence", "id", "rateLimit", "updatedAt"]] * 2
-    assert caplog.text.count("'throttleRate' is not in the stream's schema") == 1
+    warned = [r.args for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [("webhook_endpoint", "throttleRate")]  # once per stream and field
 
 
 @pytest.mark.parametrize(
@@ -533,8 +570,178 @@ def test_fields_outside_the_schema_are_dropped_like_the_tap_does(
 def test_values_of_the_wrong_type_fail_the_run(
     mocker: requests_mock.Mocker, record: dict[str, Any], message: str
 ) -> None:
-    """dlt would add a variant column (`rate_limit__v_text`); the bridge's validator refuses."""
+    """dlt would add a variant column (`rate_limit__v_text`); the contract's validator refuses."""
     mocker.get(BASE_URL + "/v1/operational-webhook/endpoint", json=Served([record]))
     with pytest.raises(Exception) as info:
         extract("webhook_endpoint")
-    assert message in str(info.value) and "stream 'webhook_endpoint'" in str(info.value)
+    cause = root_cause(info.value)
+    assert isinstance(cause, RecordError)
+    text = str(cause)
+    assert message in text and "stream 'webhook_endpoint'" in text
+    assert f"id={record['id']!r}" in text  # the record's key
+
+
+# -- redirects and secrets ----------------------------------------------------------------------
+
+OTHER_HOST = "https://elsewhere.example.net"
+
+
+@pytest.mark.parametrize("stream", ["applications", "endpoints"])
+def test_a_redirect_to_another_host_is_refused_and_that_host_gets_nothing(
+    mocker: requests_mock.Mocker, sleeps: list[float], stream: str
+) -> None:
+    serve_apps_with_children(mocker, [rec("app_0")])
+    path = "/v1/app" if stream == "applications" else "/v1/app/app_0/endpoint"
+    mocker.get(BASE_URL + path, status_code=302, headers={"Location": OTHER_HOST + path})
+    elsewhere = mocker.get(OTHER_HOST + path, json=Served([rec("stolen")]))
+    with pytest.raises(Exception) as info:
+        extract(stream)
+    assert isinstance(root_cause(info.value), RedirectRefusedError)
+    assert elsewhere.call_count == 0
+    assert all(urlsplit(r.url).hostname == "api.example.com" for r in mocker.request_history)
+    assert len(queries(mocker, path)) == 1  # refused at once, not retried
+    assert sleeps == []
+
+
+def test_a_body_echoing_the_key_never_reaches_logs_or_errors(
+    mocker: requests_mock.Mocker, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    echo = f"<html>upstream said: Bearer {API_KEY} is {API_KEY}</html>"
+    mocker.get(
+        BASE_URL + "/v1/app",
+        [
+            {"status_code": 500, "text": echo},  # retried: the retry warning quotes the body
+            {"status_code": 200, "text": echo},  # not JSON: retried and quoted again
+            {"status_code": 401, "json": {"code": "unauthorized", "detail": f"bad key {API_KEY}"}},
+        ],
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as info:
+        extract("applications")
+    assert isinstance(root_cause(info.value), AuthenticationError)
+    assert len(sleeps) == 2  # both retries happened (and were logged)
+    assert API_KEY not in caplog.text
+    assert API_KEY not in chain_text(info.value)
+    assert "bad key ***" in str(root_cause(info.value))
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+class ChildServer:
+    """A real local HTTP server (requests-mock serialises requests): `apps` applications with
+    two endpoints each; counts child requests in flight, and with `parties` holds each child
+    request until that many are in flight together (a barrier: no timing involved)."""
+
+    def __init__(self, apps: int, parties: int = 0) -> None:
+        self.apps = apps
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+        self.paths: list[str] = []
+        self.barrier = threading.Barrier(parties, timeout=10) if parties else None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _page(self, path: str) -> dict[str, Any]:
+        if path == "/v1/app":
+            return {"data": [rec(f"app_{i}") for i in range(self.apps)], "done": True}
+        app = path.split("/")[3]
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            return {"data": [rec(f"ep_{app[4:]}_{j}") for j in range(2)], "done": True}
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                with outer.lock:
+                    outer.paths.append(path)
+                try:
+                    body, status = json.dumps(outer._page(path)).encode(), 200
+                except threading.BrokenBarrierError:
+                    body, status = b'{"code": "barrier"}', 400
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def child_server(request: pytest.FixtureRequest) -> Iterator[ChildServer]:
+    server = ChildServer(*request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("child_server", [(9, 3)], indirect=True)
+def test_children_are_fetched_concurrently_within_max_concurrency(
+    child_server: ChildServer,
+) -> None:
+    source = analytics_source(child_server.url, API_KEY, max_concurrency=3)
+    rows = list(source.with_resources("endpoints"))
+    assert [r["id"] for r in rows] == [f"ep_{i}_{j}" for i in range(9) for j in range(2)]
+    assert child_server.most == 3  # the barrier needs 3 at once; the client allows no more
+
+
+@pytest.mark.parametrize("child_server", [(9, 0)], indirect=True)
+def test_not_parallelized_means_one_request_at_a_time(child_server: ChildServer) -> None:
+    source = analytics_source(child_server.url, API_KEY, parallelized=False)
+    rows = list(source.with_resources("endpoints"))
+    assert len(rows) == 18
+    assert child_server.most == 1
+    # the parent list first, then each parent's children in parent order
+    assert child_server.paths == ["/v1/app"] + [f"/v1/app/app_{i}/endpoint" for i in range(9)]
+
+
+def test_one_client_for_the_whole_run(mocker: requests_mock.Mocker) -> None:
+    """Every resource shares one `ApiClient` (one retry pause, one concurrency limit)."""
+    from analytics_api.client import ApiClient
+
+    made: list[ApiClient] = []
+    original = ApiClient.__init__
+
+    def counting(self: ApiClient, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ApiClient, "__init__", counting)
+        source = analytics_source(BASE_URL, API_KEY)
+    assert len(source.resources) == 8
+    assert len(made) == 1
+
+
+def test_state_lives_under_the_stream_and_its_replication_key(
+    mocker: requests_mock.Mocker, tmp_path: Path
+) -> None:
+    """The keys the previous versions used, so an existing pipeline continues incrementally."""
+    apps = [rec("app_0", "2024-01-01T00:00:00.5Z")]
+    serve_apps_with_children(mocker, apps, per_app=1)
+    pipeline = _pipeline(tmp_path)
+    _load(pipeline, "applications", "endpoints")
+    resources = pipeline.state["sources"]["analytics"]["resources"]
+    assert resources["applications"]["incremental"]["updatedAt"]["last_value"] == (
+        "2024-01-01T00:00:00.500000000Z"
+    )
+    assert resources["endpoints"]["incremental"]["updatedAt"]["last_value"] == (
+        "2024-02-10T00:00:00.000000000Z"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,7 @@ def test_defaults_and_handler() -> None:
     assert args.handler is run_native
     assert args.pipeline_name == DEFAULT_PIPELINE_NAME
     assert args.page_size == 250
+    assert args.max_concurrency == 8 and args.max_retries == 3
     assert args.loader_file_format == "parquet"
     assert args.parallel is True
     assert args.destination is None and args.dataset_name is None
@@ -67,6 +69,7 @@ def test_missing_settings_are_usage_errors(caplog: pytest.LogCaptureFixture) -> 
         (["--page-size", "251"], "--page-size"),
         (["--start-date", "yesterday"], "--start-date"),
         (["--streams", "applications,nope"], "unknown stream(s) nope"),
+        (["--max-concurrency", "0"], "--max-concurrency"),
     ],
 )
 def test_bad_values_are_usage_errors(
@@ -127,7 +130,7 @@ def test_analytics_source_reads_dlt_config_and_the_contracts_secret(
 ) -> None:
     import requests_mock
 
-    from dlt_bridge.native import analytics_source
+    from analytics_source import analytics_source
 
     monkeypatch.setenv("SOURCES__ANALYTICS__BASE_URL", "https://api.example.com")
     monkeypatch.setenv("API_KEY", "root-key")  # dlt.secrets["api_key"], as in the contract
@@ -148,3 +151,38 @@ def test_analytics_source_reads_dlt_config_and_the_contracts_secret(
         )
         list(analytics_source(base_url="https://other.example.com").with_resources("applications"))
     assert mocker.last_request.headers["Authorization"] == "Bearer section-key"
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(401, "SOURCES__ANALYTICS__API_KEY"), (403, "--streams"), (422, "--page-size")],
+)
+def test_refusals_give_a_hint_and_never_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    status: int,
+    hint: str,
+) -> None:
+    import requests_mock
+
+    key = "sk_cli_SECRET_77ab"
+    monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", key)
+    args = parse(
+        "--base-url",
+        "https://api.example.com",
+        "--streams",
+        "applications",
+        "--pipelines-dir",
+        str(tmp_path / "p"),
+    )
+    body: dict[str, Any] = {"code": "refused", "detail": f"key {key} refused"}
+    if status == 422:
+        body = {"detail": [{"loc": ["query", "limit"], "msg": f"bad {key}", "type": "x"}]}
+    with requests_mock.Mocker() as mocker, caplog.at_level(logging.DEBUG):
+        mocker.get("https://api.example.com/v1/app", status_code=status, json=body)
+        assert run_native(args) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and f"HTTP {status}" in errors[-1] and "Hint:" in errors[-1]
+    assert hint in errors[-1]
+    assert key not in caplog.text

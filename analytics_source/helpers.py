@@ -1,0 +1,263 @@
+"""Resources and their generators: the analytics API's lists, as dlt resources.
+
+Every request goes through one `analytics_api.client.ApiClient` per source run, so the contract's
+rules (cursor paging, retries and `Retry-After`, no redirects, key redaction, the 250 limit) are
+the same as the Singer tap's. Each stream becomes a plain `dlt.resource`:
+
+* top-level lists (`applications`, `event_types`, ...) read their pages in order;
+* child lists (`endpoints` under `/v1/app/{app_id}/...`) scan their parent's list themselves and
+  fetch each parent's children. The scan is unfiltered, so children of parents that did not
+  change are still visited (an endpoint can change while its application does not), and the
+  child's incremental is a plain resource's, bound once per run: a `dlt.transformer` would see
+  only the parents that passed the parent's incremental, and bind its own once per parent page;
+* records are checked (keys, JSON schema), trimmed to the schema, numbered (`_sdc_sequence`)
+  and handed to dlt in lists of a few thousand rows;
+* `dlt.sources.incremental` on the replication key, compared as instants (`latest_timestamp`):
+  the API cannot filter by it, so every run reads everything and dlt keeps what is new.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import dlt
+from dlt.sources import DltResource
+
+from analytics_api.client import ApiClient
+from analytics_api.errors import ParentNotFoundError, RecordError
+from analytics_api.records import FieldFilter, check_keys
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
+from analytics_api.timestamps import latest_timestamp
+from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
+from analytics_source.settings import ROWS_PER_BATCH
+
+__all__ = [
+    "RowProcessor",
+    "child_rows",
+    "list_rows",
+    "ordered_map",
+    "stream_incremental",
+    "stream_resource",
+    "stream_resources",
+]
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class RowProcessor:
+    """The record rules of one stream, in the order the Singer path applies them.
+
+    1. the parent id goes into the child's column (`app_id`, `src_id`), as the tap does;
+    2. primary key and replication key must be present (`check_keys`): no unmergeable rows;
+    3. the record must match the stream's JSON schema (`RecordValidator`): dlt would otherwise
+       add a variant column (`rate_limit__v_text`) instead of failing;
+    4. fields the schema does not declare are dropped, one warning per field (`FieldFilter`),
+       so both engines create the same columns;
+    5. `_sdc_sequence` numbers the rows, so the last copy of a repeated key wins the merge.
+    """
+
+    def __init__(
+        self,
+        definition: StreamDefinition,
+        sequence: SequenceGenerator,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.definition = definition
+        self.sequence = sequence
+        self.validator = RecordValidator(definition.schema, [definition.primary_key])
+        self.trim = FieldFilter(definition, logger or log)
+
+    def __call__(self, records: list[Row], path: str, parent_id: str | None = None) -> list[Row]:
+        definition = self.definition
+        parent_key = definition.parent_key
+        validate = self.validator.validate
+        for record in records:
+            if parent_id is not None:
+                record[parent_key] = parent_id  # type: ignore[index]
+            check_keys(definition, record, path)
+            try:
+                validate(record)
+            except SchemaViolation as exc:
+                pk = definition.primary_key
+                raise RecordError(
+                    f"stream '{definition.name}', GET {path}: record {pk}={record[pk]!r}: "
+                    f"{exc.reason}. Refusing to load a value of another type than the schema "
+                    "declares; report this to the API provider."
+                ) from None
+        trim = self.trim
+        rows = [trim(record) for record in records]
+        for row, value in zip(rows, self.sequence.take(len(rows)), strict=True):
+            row[SEQUENCE_COLUMN] = value
+        return rows
+
+
+def stream_incremental(
+    definition: StreamDefinition, initial_value: str | None = None
+) -> dlt.sources.incremental[str]:
+    """Client-side incremental on the replication key, compared as instants.
+
+    Raw strings compare wrongly across precisions (`...:00Z` sorts after `...:00.5Z`);
+    `latest_timestamp` returns the canonical form, which is what the state holds. The state lives
+    where dlt always puts it, `resources.<stream>.incremental.<replication key>`.
+    """
+    return dlt.sources.incremental(
+        definition.replication_key,
+        initial_value=initial_value,
+        last_value_func=latest_timestamp,
+        primary_key=definition.primary_key,
+        on_cursor_value_missing="raise",
+    )
+
+
+# -- generators -------------------------------------------------------------------------------
+
+
+def gather(lists: Iterable[list[Row]], size: int = ROWS_PER_BATCH) -> Iterator[list[Row]]:
+    """Join small lists into lists of at least `size` rows (the last one may be shorter)."""
+    batch: list[Row] = []
+    for rows in lists:
+        batch.extend(rows)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def list_rows(
+    client: ApiClient, definition: StreamDefinition, process: RowProcessor
+) -> Iterator[list[Row]]:
+    """Every record of a top-level list, page after page, processed."""
+    path = definition.path
+    pages = client.iter_pages(definition.name, path, definition.params)
+    yield from gather(process(page, path) for page in pages if page)
+
+
+def parent_ids(client: ApiClient, parent: StreamDefinition) -> Iterator[str]:
+    """The ids of every record of a parent list: the full, unfiltered scan children need."""
+    path = parent.path
+    for page in client.iter_pages(parent.name, path, parent.params):
+        for record in page:
+            check_keys(parent, record, path)
+            yield str(record[parent.primary_key])
+
+
+def child_rows(
+    client: ApiClient, definition: StreamDefinition, process: RowProcessor, workers: int
+) -> Iterator[list[Row]]:
+    """Every record of a child list under every parent; `workers` parents fetched at once.
+
+    Rows come out in parent order whatever the concurrency. A parent whose child path answers
+    404 was deleted after it was listed: it is skipped with a warning, not an error of the run.
+    """
+    assert definition.parent is not None and definition.parent_key is not None
+    parent = STREAMS_BY_NAME[definition.parent]
+    key = definition.parent_key
+
+    def fetch(parent_id: str) -> tuple[str, list[Row]]:
+        path = child_path(definition.path, **{key: parent_id})
+        pages = client.iter_pages(definition.name, path, definition.params, child=True)
+        try:
+            return path, [record for page in pages for record in page]
+        except ParentNotFoundError:
+            log.warning(
+                "stream '%s': GET %s answered 404 - %s %r was deleted after it was listed; "
+                "skipping its %s.",
+                definition.name,
+                path,
+                parent.name,
+                parent_id,
+                definition.name,
+            )
+            return path, []
+
+    fetched = ordered_map(fetch, parent_ids(client, parent), workers)
+    yield from gather(
+        process(records, path, parent_id) for parent_id, (path, records) in fetched if records
+    )
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int | None = None
+) -> Iterator[tuple[T, R]]:
+    """`(item, fn(item))` in the order of `items`, with up to `workers` calls running at once.
+
+    At most `ahead` (default `2 * workers`) results wait to be taken, so memory stays bounded
+    however long `items` is. `workers <= 1` calls `fn` inline: strictly sequential. A failure is
+    raised where its item comes in order; pending calls are cancelled when the caller stops.
+    """
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    limit = max(ahead or 2 * workers, workers)
+    pending: deque[tuple[T, Future[R]]] = deque()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analytics-source")
+    try:
+        for item in items:
+            pending.append((item, executor.submit(fn, item)))
+            if len(pending) >= limit:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+    finally:
+        # On an error or an early stop, drop what has not started; running calls end by
+        # themselves (each request is bounded by the client's timeout).
+        executor.shutdown(wait=not pending, cancel_futures=True)
+
+
+# -- resources --------------------------------------------------------------------------------
+
+
+def stream_resource(
+    client: ApiClient,
+    definition: StreamDefinition,
+    sequence: SequenceGenerator,
+    *,
+    initial_value: str | None = None,
+    workers: int = 1,
+) -> DltResource:
+    """One stream as a dlt resource named (and with a table named) after the stream."""
+    process = RowProcessor(definition, sequence)
+
+    def rows() -> Iterator[list[Row]]:
+        if definition.is_child:
+            yield from child_rows(client, definition, process, workers)
+        else:
+            yield from list_rows(client, definition, process)
+
+    rows.__name__ = rows.__qualname__ = definition.name
+    hints = table_hints(definition.name, definition.schema, [definition.primary_key])
+    return dlt.resource(  # type: ignore[no-any-return,call-overload]
+        rows,
+        name=definition.name,
+        incremental=stream_incremental(definition, initial_value),
+        **hints,
+    )
+
+
+def stream_resources(
+    client: ApiClient,
+    *,
+    initial_value: str | None = None,
+    workers: int = 1,
+    streams: Iterable[StreamDefinition] = STREAMS,
+    sequence: SequenceGenerator | None = None,
+) -> list[DltResource]:
+    """A resource per stream, sharing one client and one `_sdc_sequence` counter."""
+    sequence = sequence or SequenceGenerator()
+    return [
+        stream_resource(client, d, sequence, initial_value=initial_value, workers=workers)
+        for d in streams
+    ]

@@ -34,6 +34,7 @@ from analytics_api.limits import (
     MAX_CONCURRENCY_LIMIT,
     MAX_PAGE_SIZE,
     MAX_RETRIES_LIMIT,
+    MAX_RETRY_WAIT,
 )
 from analytics_api.retry import RetryPolicy
 from analytics_api.timestamps import canonical
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+MAX_TIMEOUT = 3600.0
+"""Longest `request_timeout` accepted (seconds): beyond it a hung connection looks like a hang."""
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=MAX_TABLE_NESTING)
@@ -87,6 +91,8 @@ def analytics_source(
         page_size=page_size,
         start_date=start_date,
         max_retries=max_retries,
+        backoff_factor=backoff_factor,
+        request_timeout=request_timeout,
         max_concurrency=max_concurrency,
     )
     if problems:
@@ -123,7 +129,10 @@ def settings_problems(
     page_size: int = DEFAULT_PAGE_SIZE,
     start_date: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
+    backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+    request_timeout: float = DEFAULT_TIMEOUT,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    parallelized: bool = True,
 ) -> list[str]:
     """What is wrong with the source's settings (empty when nothing is); values never quoted."""
     problems: list[str] = []
@@ -146,6 +155,10 @@ def settings_problems(
         problems.append(problem)
     if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
         problems.append(f"setting 'max_retries': must be within 0..{MAX_RETRIES_LIMIT}.")
+    if not 0 <= backoff_factor <= MAX_RETRY_WAIT:
+        problems.append(f"setting 'backoff_factor': must be within 0..{MAX_RETRY_WAIT:g} seconds.")
+    if not 0 < request_timeout <= MAX_TIMEOUT:
+        problems.append(f"setting 'request_timeout': must be within 0..{MAX_TIMEOUT:g} seconds.")
     if not 1 <= max_concurrency <= MAX_CONCURRENCY_LIMIT:
         problems.append(f"setting 'max_concurrency': must be within 1..{MAX_CONCURRENCY_LIMIT}.")
     return problems

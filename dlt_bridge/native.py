@@ -1,14 +1,15 @@
 """`dlt-bridge native`: load the analytics API with the native dlt source (no Singer tap).
 
-The source itself is `analytics_source` (its own package, dlt verified-source style); this module
-is only the command-line front: flags, settings lookup, the pipeline and a run summary. The
-pipeline comes from `dlt_bridge.pipeline` like the bridge's, so both commands share destination
-defaults and the handling of load packages a failed run left behind.
+The source is `analytics_source` (its own package, dlt verified-source style); this module is
+only the command-line front: flags, settings lookup, the pipeline, a run summary and readable
+errors. The pipeline comes from `dlt_bridge.pipeline` like the bridge's, so both commands share
+destination defaults and the handling of load packages a failed run left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import re
@@ -22,13 +23,6 @@ import dlt
 from dlt.sources import DltSource
 
 from analytics_api.errors import AnalyticsAPIError
-from analytics_api.limits import (
-    DEFAULT_BACKOFF_FACTOR,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_TIMEOUT,
-)
 from analytics_api.redact import redact
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_source import analytics_source, settings_problems
@@ -40,19 +34,7 @@ from analytics_source.settings import (
     BASE_URL_KEYS,
     DEFAULT_DATASET_NAME,
     DEFAULT_PIPELINE_NAME,
-    SOURCE_NAME,
 )
-
-__all__ = [
-    "DEFAULT_DATASET_NAME",
-    "DEFAULT_PIPELINE_NAME",
-    "SOURCE_NAME",
-    "NativeRunSummary",
-    "add_native_subcommand",
-    "analytics_source",
-    "load_native",
-    "run_native",
-]
 
 log = logging.getLogger("dlt_bridge")
 
@@ -101,21 +83,19 @@ def load_native(
     started = time.monotonic()
     prepare(pipeline, "abort" if on_pending == "abort" else "load")
     info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
-    summary = NativeRunSummary(
+    trace = pipeline.last_trace
+    normalized = trace.last_normalize_info if trace is not None else None
+    counts = normalized.row_counts if normalized is not None else {}
+    rows = {t: n for t, n in counts.items() if not t.startswith("_dlt_")}
+    return NativeRunSummary(
+        records=sum(rows.values()),
+        rows_by_table=rows,
         load_ids=list(info.loads_ids),
+        seconds=time.monotonic() - started,
         destination=str(pipeline.destination.destination_name if pipeline.destination else ""),
         dataset_name=str(pipeline.dataset_name or ""),
         location=location_of(pipeline),
     )
-    trace = pipeline.last_trace
-    normalize_info = trace.last_normalize_info if trace is not None else None
-    if normalize_info is not None:
-        for table, count in normalize_info.row_counts.items():
-            if not table.startswith("_dlt_"):
-                summary.rows_by_table[table] = count
-    summary.records = sum(summary.rows_by_table.values())
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 def _lookup(keys: Sequence[str], *, secret: bool, env_fallback: str) -> str | None:
@@ -127,28 +107,18 @@ def _lookup(keys: Sequence[str], *, secret: bool, env_fallback: str) -> str | No
     return os.environ.get(env_fallback) or None
 
 
-_BASE_URL_HELP = (
-    "API root, e.g. https://api.example.com (default: dlt config sources.analytics.base_url /"
-    f" base_url, else env {BASE_URL_ENV_FALLBACK})"
-)
-_START_HELP = "first run only: load records whose replication key is at or after this timestamp"
-_PARALLEL_HELP = "fetch several parents' child lists at once (default: on; off: one at a time)"
-_PIPELINE_HELP = "dlt pipeline name; also the default DuckDB file <name>.duckdb (%(default)s)"
-_PENDING_HELP = "load packages a failed run left behind: finish or discard them (%(default)s)"
-_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
-# fmt: off
-_API_FLAGS: list[tuple[str, dict[str, Any]]] = [
-    ("--base-url", {"help": _BASE_URL_HELP}),
-    ("--start-date", {"help": _START_HELP}),
-    ("--page-size", {"type": int, "default": DEFAULT_PAGE_SIZE, "help": "1..250 (%(default)s)"}),
-    ("--max-retries", {"type": int, "default": DEFAULT_MAX_RETRIES, "help": "%(default)s"}),
-    ("--backoff-factor", {"type": float, "default": DEFAULT_BACKOFF_FACTOR, "help": "%(default)s"}),
-    ("--request-timeout", {"type": float, "default": DEFAULT_TIMEOUT, "help": "%(default)s s"}),
-    ("--max-concurrency", {"type": int, "default": DEFAULT_MAX_CONCURRENCY, "help": "%(default)s"}),
-    ("--parallel", {"action": argparse.BooleanOptionalAction, "default": True,
-                    "help": _PARALLEL_HELP}),
-    ("--streams", {"help": "comma-separated streams to load (default: all eight)"}),
-]
+_TUNING = ("page_size", "max_retries", "backoff_factor", "request_timeout", "max_concurrency")
+"""Source arguments that are flags of the same name (`--page-size`); defaults from the source."""
+_HELP = {
+    "base_url": "API root, e.g. https://api.example.com (default: dlt config"
+    f" sources.analytics.base_url / base_url, else env {BASE_URL_ENV_FALLBACK})",
+    "start_date": "first run only: load records whose replication key is at or after this"
+    " ISO 8601 timestamp",
+    "page_size": "records per request, 1..250 (default: %(default)s)",
+    "max_concurrency": "requests in flight at once (default: %(default)s)",
+}
+_PIPELINE_HELP = "also names the default DuckDB file <name>.duckdb (default: %(default)s)"
+_PENDING_HELP = "load packages a failed run left behind: finish or discard them"
 _DESTINATION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--destination", {"help": "dlt destination (default: dlt config, else duckdb)"}),
     ("--dataset-name", {"help": f"default: dlt config, else {DEFAULT_DATASET_NAME}"}),
@@ -156,9 +126,8 @@ _DESTINATION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--pipelines-dir", {"help": "dlt working directory root (default: dlt's own)"}),
     ("--loader-file-format", {"choices": ["parquet", "jsonl"], "default": "parquet"}),
     ("--on-pending", {"choices": ["load", "abort"], "default": "load", "help": _PENDING_HELP}),
-    ("--log-level", {"default": "INFO", "choices": _LEVELS}),
+    ("--log-level", {"default": "INFO", "choices": ["DEBUG", "INFO", "WARNING", "ERROR"]}),
 ]
-# fmt: on
 
 
 def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
@@ -172,13 +141,28 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         f" at the top of .dlt/secrets.toml (else env {API_KEY_ENV_FALLBACK}). It is never a"
         " command-line flag.",
     )
-    for title, flags in (
-        ("API", _API_FLAGS),
-        ("destination (defaults come from dlt config, then these)", _DESTINATION_FLAGS),
-    ):
-        group = parser.add_argument_group(title)
-        for flag, options in flags:
-            group.add_argument(flag, **options)
+    api = parser.add_argument_group("API")
+    api.add_argument("--base-url", help=_HELP["base_url"])
+    api.add_argument("--start-date", help=_HELP["start_date"])
+    defaults = inspect.signature(analytics_source).parameters
+    for name in _TUNING:
+        default = defaults[name].default
+        api.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=_HELP.get(name, "default: %(default)s"),
+        )
+    api.add_argument(
+        "--parallel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fetch several parents' child lists at once (default: on; off: one at a time)",
+    )
+    api.add_argument("--streams", help="comma-separated streams to load (default: all eight)")
+    destination = parser.add_argument_group("destination (defaults: dlt config, then these)")
+    for flag, options in _DESTINATION_FLAGS:
+        destination.add_argument(flag, **options)
     parser.set_defaults(handler=run_native)
     return parser
 
@@ -192,20 +176,15 @@ def run_native(args: argparse.Namespace) -> int:
         BASE_URL_KEYS, secret=False, env_fallback=BASE_URL_ENV_FALLBACK
     )
     api_key = _lookup(API_KEY_KEYS, secret=True, env_fallback=API_KEY_ENV_FALLBACK)
-    problems = settings_problems(
-        base_url,
-        api_key,
-        page_size=args.page_size,
-        start_date=args.start_date,
-        max_retries=args.max_retries,
-        max_concurrency=args.max_concurrency,
-    )
+    options: dict[str, Any] = {name: getattr(args, name) for name in _TUNING}
+    options.update(start_date=args.start_date, parallelized=args.parallel)
+    problems = [_as_flag(p) for p in settings_problems(base_url, api_key, **options)]
     selected = [s.strip() for s in (args.streams or "").split(",") if s.strip()]
     if unknown := [s for s in selected if s not in STREAMS_BY_NAME]:
         known = ", ".join(STREAMS_BY_NAME)
         problems.append(f"unknown stream(s) {', '.join(unknown)}; known: {known}")
     for problem in problems:
-        log.error("%s", _flag_names(problem))
+        log.error("%s", problem)
     if problems:
         return 2
     assert base_url is not None and api_key is not None
@@ -222,17 +201,7 @@ def run_native(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    source = analytics_source(
-        base_url=base_url,
-        api_key=api_key,
-        page_size=args.page_size,
-        start_date=args.start_date,
-        max_retries=args.max_retries,
-        backoff_factor=args.backoff_factor,
-        request_timeout=args.request_timeout,
-        max_concurrency=args.max_concurrency,
-        parallelized=args.parallel,
-    )
+    source = analytics_source(base_url=base_url, api_key=api_key, **options)
     if selected:
         source = source.with_resources(*selected)
     try:
@@ -251,10 +220,9 @@ def run_native(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_names(problem: str) -> str:
-    """Settings named as the command's flags (`setting 'page_size'` -> `--page-size`)."""
-    flags = ("base_url", "page_size", "start_date", "max_retries", "max_concurrency")
-    for name in flags:
+def _as_flag(problem: str) -> str:
+    """A source setting named as this command's flag (`setting 'page_size'` -> `--page-size`)."""
+    for name in ("base_url", "start_date", *_TUNING):
         problem = problem.replace(f"setting '{name}'", "--" + name.replace("_", "-"))
     return problem
 
@@ -283,6 +251,7 @@ def _contract_error(exc: BaseException) -> AnalyticsAPIError | None:
 
 
 def _hint(exc: BaseException) -> str:
+    """What to do about a refusal (401, 403, 422), as the contract's message names its status."""
     error = _contract_error(exc)
     status = re.search(r"\bHTTP (\d{3})\b", str(error)) if error is not None else None
     hint = _STATUS_HINTS.get(int(status.group(1))) if status else None
@@ -292,8 +261,7 @@ def _hint(exc: BaseException) -> str:
 def _message(exc: BaseException, secret: str) -> str:
     """The contract's own message when there is one (it names stream, path and what to do)."""
     error = _contract_error(exc)
-    text = str(error if error is not None else exc).strip() or type(exc).__name__
-    text = redact(text, secret)
+    text = redact(str(error if error is not None else exc).strip() or type(exc).__name__, secret)
     return text if len(text) <= 2000 else text[:2000] + " ..."
 
 

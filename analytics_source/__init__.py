@@ -134,7 +134,11 @@ def settings_problems(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     parallelized: bool = True,
 ) -> list[str]:
-    """What is wrong with the source's settings (empty when nothing is); values never quoted."""
+    """What is wrong with the source's settings (empty when nothing is); values never quoted.
+
+    Takes the source's own keyword arguments (`parallelized` needs no check), so a caller such
+    as the CLI can check one dict of options and then pass the same dict to `analytics_source`.
+    """
     problems: list[str] = []
     if not base_url:
         problems.append(

@@ -3,12 +3,13 @@
 The SDK syncs a child stream once per parent and logs two METRIC lines and two INFO lines each
 time: 8,000 lines for 2,000 parents, a real share of run time and of little use to anyone.
 Child streams here count into one running total (still logged every minute while it runs) and
-report once when the run ends.
+report once when the run ends. Of the two INFO lines, "Beginning sync of" is logged once per
+child stream (`AnalyticsStream.log`); "Starting incremental sync of" comes from the SDK's state
+manager once per parent: there is no public hook for it, and no logger is filtered.
 """
 
 from __future__ import annotations
 
-import logging
 from types import TracebackType
 
 from singer_sdk import metrics
@@ -32,7 +33,8 @@ class StreamTotalCounter(metrics.Counter):
         """Parent ids are not tags here: the total covers all parents."""
 
     def finish(self) -> None:
-        self._pop()
+        """Log the run's total once (the SDK's own exit: log and reset)."""
+        super().exit()
 
 
 class StreamTotalTimer(metrics.Timer):
@@ -61,22 +63,3 @@ class StreamTotalTimer(metrics.Timer):
     def finish(self) -> None:
         if self.started:
             super().__exit__(None, None, None)
-
-
-class FirstOnly(logging.Filter):
-    """Let through the first INFO line that starts with each prefix; drop the repeats."""
-
-    def __init__(self, *prefixes: str) -> None:
-        super().__init__()
-        self._prefixes = prefixes
-        self._seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO or not isinstance(record.msg, str):
-            return True
-        for prefix in self._prefixes:
-            if record.msg.startswith(prefix):
-                if prefix in self._seen:
-                    return False
-                self._seen.add(prefix)
-        return True

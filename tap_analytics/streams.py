@@ -1,13 +1,17 @@
 """The eight streams, built from `analytics_api.streams`.
 
 Incremental sync is a client-side bookmark over a full scan (the API cannot filter or sort by
-`updatedAt`): every page is read, and records not newer than the bookmark are not emitted.
-Parents are always scanned in full, so a child that changed under an unchanged parent is found.
+`updatedAt`): every page is read, and only records newer than the bookmark reach the SDK, so
+its `record_count` metric, RECORD and BATCH messages count emitted records only. Parents are
+always scanned in full: the children of a parent that did not change are still synced, so a
+child that changed under an unchanged parent is found.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import time
 import typing as t
 from collections.abc import Iterable, Iterator
@@ -15,23 +19,27 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
-from singer_sdk import Stream, metrics
-from singer_sdk.batch import Batcher
-from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
+from singer_sdk import metrics
+from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.helpers.types import Context
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from analytics_api.client import ApiClient
 from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
-from analytics_api.records import check_keys
+from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, StreamDefinition, child_path
 from analytics_api.timestamps import TimestampError, canonical, canonical_from_datetime
-from tap_analytics.quiet import FirstOnly, StreamTotalCounter, StreamTotalTimer
+from tap_analytics.compat import CompatStream
+from tap_analytics.quiet import StreamTotalCounter, StreamTotalTimer
 from tap_analytics.writer import FastSingerWriter
 
 if t.TYPE_CHECKING:
     from tap_analytics.tap import TapAnalytics
+
+_CHILD_ABORTED = (AbortedSyncFailedException, AbortedSyncPausedException)
+_ONCE_PER_RUN = "Beginning sync of"
+"""The SDK's per-sync INFO line: a child stream is synced once per parent, this is logged once."""
 
 
 @dataclass(slots=True)
@@ -41,14 +49,16 @@ class ChildStreamMetadata(StreamMetadata):
     parent_tap_stream_id: str | None = None
 
 
-class AnalyticsStream(Stream):
+class AnalyticsStream(CompatStream):
     """Base stream: pages from `ApiClient`, key checks, bookmark filtering, lean state."""
 
     definition: t.ClassVar[StreamDefinition]
     child_key: t.ClassVar[str] = ""
     """Name under which this stream's id is passed to its child streams (`app_id`, `src_id`)."""
     is_sorted = False  # upstream orders by id (or name), never by updatedAt
-    ignore_parent_replication_key = True  # a child can change while its parent does not
+    # `ignore_parent_replication_key` stays False: its only effect in the SDK is to force the
+    # parent to full table. Children never depend on the parent's bookmark here: every
+    # parent's children are synced, changed or not (see `_visit_children`).
 
     def __init__(self, tap: TapAnalytics) -> None:
         super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
@@ -57,16 +67,17 @@ class AnalyticsStream(Stream):
         self._total_counter: StreamTotalCounter | None = None
         self._total_timer: StreamTotalTimer | None = None
         if self.definition.is_child:
-            # One bookmark per child stream, not one per parent: the SDK's default rewrites a
-            # state that grows with the number of parents after every parent (NOTES.md).
+            # One bookmark per child stream, not one per parent: the SDK's default rewrites
+            # a state that grows with the number of parents after every parent.
             self.state_partitioning_keys = []
-            self.logger.addFilter(FirstOnly("Beginning sync of", "Starting incremental sync of"))
         self._tap_analytics = tap
-        self._schema_sent = False
+        self._sync_logged = False
         self._thresholds: tuple[str | None, str | None] | None = None
         self._extracted_at: tuple[float, str] = (0.0, "")
         self._newest: str | None = None  # newest replication value passed to the SDK this run
-        self._last_canonical: tuple[object, str] = (None, "")  # is_new and increment share it
+        self._last_canonical: tuple[object, str] = (None, "")  # is_new and bookmark share it
+        self._scanned = 0
+        self._emitted = 0
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -96,11 +107,19 @@ class AnalyticsStream(Stream):
             return None
         return canonical_from_datetime(t.cast("Any", signpost))
 
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        """As the SDK's, but a child stream says "Beginning sync of" once, not per parent."""
+        if self.definition.is_child and level == logging.INFO and message.startswith(_ONCE_PER_RUN):
+            if self._sync_logged:
+                return
+            self._sync_logged = True
+        super().log(message, *args, level=level, **kwargs)
+
     # -- records --------------------------------------------------------------------------
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         try:
-            yield from self._records(context)
+            yield from self._new_records(context)
         except BaseException:
             # Everything emitted so far goes out before the error is logged, so the error is
             # the last thing a reader (or Meltano's one-line summary) sees.
@@ -109,7 +128,24 @@ class AnalyticsStream(Stream):
                 writer.flush()
             raise
 
-    def _records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+    def _new_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+        """The records to emit; an unchanged parent is not emitted, its children are synced."""
+        is_new, fields = self._is_new, self._field_filter
+        visit = self._visit_children if self._has_selected_children else None
+        scanned = emitted = 0
+        try:
+            for record in self._scan_records(context):
+                scanned += 1
+                if is_new(record):
+                    emitted += 1
+                    yield fields(record)
+                elif visit is not None:
+                    visit(record, context)
+        finally:
+            self._scanned += scanned
+            self._emitted += emitted
+
+    def _scan_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         definition = self.definition
         if definition.is_child:
             yield from self._child_records(context)
@@ -125,6 +161,28 @@ class AnalyticsStream(Stream):
             yield from prefetcher.iter_with_lookahead(((r[pk], r) for r in records), fetchers)
         finally:
             prefetcher.discard()
+
+    def _visit_children(self, record: dict[str, Any], context: Context | None) -> None:
+        """Sync the children of a record that is not emitted, as the SDK does for emitted ones."""
+        if not self.stream_maps[0].get_filter_result(record):
+            return  # the SDK skips the children of a record a stream map filters out
+        for child_context in self.generate_child_contexts(record, context):
+            if child_context is None:
+                continue
+            for child in self.child_streams:
+                if child.selected or child.has_selected_descendents:
+                    # as the SDK: an aborted child (record limit of --test) lets the rest go on
+                    with contextlib.suppress(*_CHILD_ABORTED):
+                        child.sync(context=dict(child_context))
+
+    @cached_property
+    def _has_selected_children(self) -> bool:
+        return any(c.selected or c.has_selected_descendents for c in self.child_streams)
+
+    @cached_property
+    def _field_filter(self) -> FieldFilter:
+        """Fields outside the schema are dropped with one warning per field."""
+        return FieldFilter(self.definition, self.logger)
 
     def _scan(self, path: str, parent: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every record of one list path, checked for its keys (parent id added for children)."""
@@ -222,7 +280,15 @@ class AnalyticsStream(Stream):
         start = canonical(start_date) if start_date else None
         return bookmark, start
 
-    # -- SDK hooks -------------------------------------------------------------------------
+    def bookmark_value(self, record: dict[str, Any]) -> str | None:
+        """The canonical form, so the SDK's text max is a time max; None when not newer."""
+        value = self._canonical_rk(record)
+        if self._newest is not None and value <= self._newest:
+            return None  # the SDK would keep its max; skip its bookkeeping
+        self._newest = value
+        return value
+
+    # -- metrics and output -----------------------------------------------------------------
 
     def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
         if not self.definition.is_child:
@@ -243,36 +309,29 @@ class AnalyticsStream(Stream):
         return self._total_timer
 
     def log_sync_costs(self) -> None:
-        """Called once per stream at the end of the run: report child-stream totals."""
+        """Called once per stream at the end of the run: child totals, scanned vs emitted."""
         for meter in (self._total_counter, self._total_timer):
             if meter is not None:
                 meter.finish()
+        if self._scanned:
+            self.logger.info(
+                "stream '%s': %d records read, %d emitted (the others are not newer than the "
+                "bookmark or start_date)",
+                self.name,
+                self._scanned,
+                self._emitted,
+            )
         super().log_sync_costs()
 
-    def _write_record_message(self, record: dict[str, Any]) -> None:
-        # Parents yield every record (their children must still be visited); only new ones
-        # are emitted.
-        if not self._is_new(record):
-            return
-        writer = self._fast_writer
-        if writer is not None:
-            writer.write_record(
-                self.name, self._project(record), self._time_extracted(), self._stream_version
-            )
-            self.state_manager.is_flushed = False
-        else:
-            super()._write_record_message(record)
-
     @cached_property
-    def _fast_writer(self) -> FastSingerWriter | None:
+    def fast_writer(self) -> FastSingerWriter | None:  # type: ignore[override]
         """The writer for the fast path, or None when the SDK's per-record work is needed.
 
-        The fast path is taken when that work would change nothing.
-
-        That is: every property selected, no stream map or flattening configured, and a
-        writer that can take records directly. Records are parsed JSON, so their values are
-        already JSON types; the SDK's conformance would pass them through unchanged. Anything
-        else (stream maps, flattening, field deselection) takes the SDK's full path.
+        The fast path is taken when that work would change nothing: every property selected,
+        no stream map or flattening configured, and a writer that can take records directly.
+        Records are parsed JSON restricted to the schema's fields, so their values are
+        already JSON types; the SDK's conformance would pass them through unchanged.
+        Anything else (stream maps, flattening, field deselection) takes the SDK's full path.
         """
         maps = self.stream_maps
         all_selected = all(
@@ -287,51 +346,13 @@ class AnalyticsStream(Stream):
         )
         return writer if plain and isinstance(writer, FastSingerWriter) else None
 
-    def _project(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Drop fields the schema does not declare (as the SDK does), cheaply."""
-        if self._properties.issuperset(record):
-            return record
-        return {k: v for k, v in record.items() if k in self._properties}
-
-    @cached_property
-    def _properties(self) -> frozenset[str]:
-        return frozenset(self.schema["properties"])
-
-    def _time_extracted(self) -> str:
+    def time_extracted(self) -> str:
         """One timestamp per second of extraction, not one `datetime.now()` per record."""
         now = time.time()
         if now - self._extracted_at[0] >= 1:
             stamp = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc).isoformat()
             self._extracted_at = (now, stamp)
         return self._extracted_at[1]
-
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Context | None = None
-    ) -> None:
-        """Bookmark the canonical form, so the SDK's string max is a time max."""
-        if not self._is_new(latest_record):
-            return
-        value = self._canonical_rk(latest_record)
-        if self._newest is not None and value <= self._newest:
-            return  # the SDK would keep its max; skip its bookkeeping
-        self._newest = value
-        rk = self.definition.replication_key
-        super()._increment_stream_state({rk: value}, context=context)
-
-    def get_batches(
-        self, batch_config: BatchConfig, context: Context | None = None
-    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
-        """BATCH messages hold the same records as RECORD messages would: new ones only."""
-        batcher = Batcher(tap_name=self.tap_name, stream_name=self.name, batch_config=batch_config)
-        records = (r for r in self._sync_records(context, write_messages=False) if self._is_new(r))
-        for manifest in batcher.get_batches(records=records):
-            yield batch_config.encoding, manifest
-
-    def _write_schema_message(self) -> None:
-        """Once per run: the SDK would resend a child's SCHEMA for every parent record."""
-        if not self._schema_sent:
-            self._schema_sent = True
-            super()._write_schema_message()
 
 
 def _stream_class(definition: StreamDefinition) -> type[AnalyticsStream]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from singer_sdk import Stream, Tap
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk import Stream
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from analytics_api.client import ApiClient, ClientSettings
 from analytics_api.limits import (
@@ -16,6 +16,7 @@ from analytics_api.limits import (
     DEFAULT_TIMEOUT,
 )
 from analytics_api.retry import RetryPolicy
+from tap_analytics.compat import CompatTap
 from tap_analytics.prefetch import ChildPrefetcher, PageReader
 from tap_analytics.settings import CONFIG_SCHEMA, config_errors
 from tap_analytics.streams import STREAM_TYPES
@@ -24,37 +25,40 @@ from tap_analytics.writer import FastSingerWriter
 __version__ = "0.1.0"
 
 
-class TapAnalytics(Tap):
+class TapAnalytics(CompatTap):
     """Singer tap for the analytics API."""
 
     name = "tap-analytics"
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = FastSingerWriter
+    # What this tap does, whatever the SDK version's default list: no ACTIVATE_VERSION (every
+    # stream is incremental), and the same `--about` on singer-sdk 0.54 and 0.55.
+    capabilities = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.BATCH,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
     _page_readers: dict[str, PageReader] | None = None
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Validate without echoing values (the SDK's messages quote them, leaking keys)."""
-        errors = config_errors(self.config, self.logger)
-        if errors and raise_errors:
-            raise ConfigValidationError("Config validation failed", errors=errors, schema={})
-        if errors:  # discovery and --about need no config
-            self.logger.info("Config incomplete (fine for discovery): %s", "; ".join(errors))
-        return errors
+    def config_problems(self) -> list[str]:
+        """The SDK's messages quote values (a mistyped key would leak); these never do."""
+        return config_errors(self.config, self.logger)
 
     def discover_streams(self) -> list[Stream]:
         return [stream_type(self) for stream_type in STREAM_TYPES.values()]
 
-    def _set_compatible_replication_methods(self) -> None:
-        """Keep parents incremental.
-
-        The SDK forces a parent to full table when a child ignores the parent's replication
-        key. Our parents are always scanned in full anyway (children are visited for every
-        parent) and only their new records are emitted, so the parent keeps its bookmark.
-        """
-
     @cached_property
     def client(self) -> ApiClient:
-        """One client (and connection pool per thread) for every stream of the run."""
+        """One client (and connection pool per thread) for every stream of the run.
+
+        Its semaphore bounds the requests in flight to `max_concurrency`, whichever thread
+        sends them (page readers, child prefetch workers, the main thread).
+        """
         config = self.config
         return ApiClient(
             ClientSettings(

@@ -1,0 +1,128 @@
+"""Every use of a singer-sdk internal, in one place.
+
+singer-sdk (0.54 and 0.55 alike) has no public hook for the few things below, so the tap
+overrides or reads private names here and nowhere else:
+
+* `PluginBase._validate_config`: the SDK's own messages quote the offending value (a mistyped
+  API key ends up in the logs). The tap validates with messages that name the setting only.
+* `Stream._write_record_message`: the fast record path. Records are parsed JSON already
+  checked against the schema's field names; the SDK's per-record conformance, message object
+  and encoder would change nothing, and cost half the run time.
+* `Stream._increment_stream_state`: bookmarks must be compared as instants. The SDK keeps the
+  larger of two values compared as text, so the tap hands it a canonical form of the value.
+* `Stream._stream_version` and `Stream.state_manager.is_flushed`: read and set by the fast path
+  exactly as the SDK's own `_write_record_message` does.
+
+`PRIVATE_HOOKS` lists them with the parameters the tap relies on; `tests/unit/test_compat.py`
+checks each against the installed singer-sdk and that a small sync still goes through it, so a
+framework change fails a test that names the hook instead of silently changing the output.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing as t
+from dataclasses import dataclass
+from typing import Any
+
+from singer_sdk import Stream, Tap
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.types import Context
+from singer_sdk.plugin_base import PluginBase
+
+if t.TYPE_CHECKING:
+    from tap_analytics.writer import FastSingerWriter
+
+P = inspect.Parameter
+
+
+@dataclass(frozen=True)
+class PrivateHook:
+    """A private singer-sdk method the tap overrides, and the parameters it relies on."""
+
+    owner: type
+    name: str
+    parameters: tuple[tuple[str, Any], ...]  # (name, inspect kind), `self` excluded
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
+
+    def problem(self) -> str | None:
+        """Why the installed singer-sdk no longer matches, or None when it does."""
+        method = getattr(self.owner, self.name, None)
+        if not callable(method):
+            return f"singer-sdk hook {self.qualname} no longer exists"
+        params = tuple(inspect.signature(method).parameters.values())[1:]
+        found = tuple((p.name, p.kind) for p in params)
+        if found != self.parameters:
+            return (
+                f"singer-sdk hook {self.qualname} changed its parameters: expected "
+                f"{_show(self.parameters)}, found {_show(found)}"
+            )
+        return None
+
+
+def _show(parameters: tuple[tuple[str, Any], ...]) -> str:
+    return "(" + ", ".join(f"{name}: {kind.description}" for name, kind in parameters) + ")"
+
+
+PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
+    PrivateHook(PluginBase, "_validate_config", (("raise_errors", P.KEYWORD_ONLY),)),
+    PrivateHook(Stream, "_write_record_message", (("record", P.POSITIONAL_OR_KEYWORD),)),
+    PrivateHook(
+        Stream,
+        "_increment_stream_state",
+        (("latest_record", P.POSITIONAL_OR_KEYWORD), ("context", P.KEYWORD_ONLY)),
+    ),
+)
+"""The overridden private methods (the private attributes are checked by the tests too)."""
+
+
+class CompatTap(Tap):
+    """A tap whose config check never quotes a value."""
+
+    def config_problems(self) -> list[str]:
+        """Every problem with `self.config`, each naming the setting, never its value."""
+        return []
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = self.config_problems()
+        if errors and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=errors, schema={})
+        if errors:  # discovery and --about need no config
+            self.logger.info("Config incomplete (fine for discovery): %s", "; ".join(errors))
+        return errors
+
+
+class CompatStream(Stream):
+    """A stream with the fast record path and bookmarks compared as instants."""
+
+    @property
+    def fast_writer(self) -> FastSingerWriter | None:
+        """The writer records go to directly, or None for the SDK's record path."""
+        return None
+
+    def time_extracted(self) -> str:
+        """`time_extracted` for the fast path (an ISO 8601 timestamp)."""
+        raise NotImplementedError
+
+    def bookmark_value(self, record: dict[str, Any]) -> str | None:
+        """The value to bookmark for `record`, or None when it cannot move the bookmark."""
+        raise NotImplementedError
+
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        writer = self.fast_writer
+        if writer is None:
+            super()._write_record_message(record)
+            return
+        writer.write_record(self.name, record, self.time_extracted(), self._stream_version)
+        self.state_manager.is_flushed = False  # a STATE must follow these records
+
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        value = self.bookmark_value(latest_record)
+        if value is not None:
+            rk = t.cast("str", self.replication_key)
+            super()._increment_stream_state({rk: value}, context=context)

@@ -44,9 +44,10 @@ def _peak_rss_mb() -> float:
 
 
 def _case_bridge(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
+    from benchmarks.synthetic import synthetic_messages
+    from dlt_bridge.loader import SingerLoader
     from dlt_bridge.messages import SingerReader
-    from dlt_bridge.pipeline import BridgeOptions, SingerLoader, create_pipeline, prepare
-    from dlt_bridge.synthetic import synthetic_messages
+    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, prepare
 
     source = workdir / "input.jsonl"
     with open(source, "wb") as fh:
@@ -72,7 +73,7 @@ def _case_plain(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
     import orjson
 
     from analytics_source.hints import MAX_TABLE_NESTING, SequenceGenerator, table_hints
-    from dlt_bridge.synthetic import stream_schemas, synthetic_record
+    from benchmarks.synthetic import stream_schemas, synthetic_record
 
     schemas = stream_schemas()
     names = list(schemas)
@@ -84,12 +85,11 @@ def _case_plain(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
                 fh.write(orjson.dumps(synthetic_record(name, schema, keys[0], i)) + b"\n")
     sequence = SequenceGenerator()
     os.chdir(workdir)
-    # the same dlt settings the bridge applies (no gzip for the intermediate extract files,
-    # one load worker on DuckDB)
-    from dlt_bridge.pipeline import DUCKDB_LOAD_WORKERS_ENV, EXTRACT_COMPRESSION_ENV
-
-    os.environ.setdefault(EXTRACT_COMPRESSION_ENV, "true")
-    os.environ.setdefault(DUCKDB_LOAD_WORKERS_ENV, "1")
+    # the same dlt settings the bridge applies (`dlt_bridge.defaults`: no gzip for the
+    # intermediate extract files, one load worker on DuckDB), set the plain dlt way in this
+    # benchmark's own child process
+    os.environ.setdefault("SOURCES__DATA_WRITER__DISABLE_COMPRESSION", "true")
+    os.environ.setdefault("LOAD__WORKERS", "1")
 
     def make(name: str) -> Any:
         schema, keys = schemas[name]

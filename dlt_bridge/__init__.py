@@ -1,16 +1,11 @@
 """Load Singer messages (from tap-analytics or any Singer tap) into a dlt destination.
 
-Importing this package switches dlt's anonymous telemetry off unless the user chose otherwise
-through the environment (`RUNTIME__DLTHUB_TELEMETRY`); it must happen before dlt is imported,
-which is why it is done here, before any submodule imports dlt.
+Importing this package changes nothing in the process: the bridge's dlt settings (telemetry off
+unless the user turned it on, DuckDB memory limit, ...) are a config provider consulted after the
+user's own settings (`dlt_bridge.defaults`), added by the CLI and by `create_pipeline`.
 """
 
 from __future__ import annotations
 
-import os
-
-TELEMETRY_ENV = "RUNTIME__DLTHUB_TELEMETRY"
-os.environ.setdefault(TELEMETRY_ENV, "false")
-
 __version__ = "0.1.0"
-__all__ = ["TELEMETRY_ENV", "__version__"]
+__all__ = ["__version__"]

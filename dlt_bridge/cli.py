@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-import dlt_bridge  # noqa: F401  (sets the telemetry default before dlt is imported)
-
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 1
 EXIT_USAGE = 2
@@ -148,25 +146,14 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time (pytest's capture replaces it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> IO[str]:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def _setup_logging(level: str) -> None:
+def _logging_to_stderr(level: str) -> logging.Handler:
+    """A handler on the `dlt_bridge` logger writing to this call's stderr (removed on return)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dlt-bridge %(levelname)s %(message)s"))
     logger = logging.getLogger("dlt_bridge")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("dlt-bridge %(levelname)s %(message)s"))
-        logger.addHandler(handler)
+    logger.addHandler(handler)
     logger.setLevel(level)
+    return handler
 
 
 def default_tap_command() -> list[str]:
@@ -211,15 +198,10 @@ def _print_state(out: IO[str], value: Any) -> None:
 
 
 def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
+    from dlt_bridge.loader import SingerLoader, format_summary
     from dlt_bridge.messages import SingerReader
-    from dlt_bridge.pipeline import (
-        SingerLoader,
-        create_pipeline,
-        format_summary,
-        prepare,
-        source_name_for,
-        stored_singer_state,
-    )
+    from dlt_bridge.pipeline import create_pipeline, prepare, source_name_for
+    from dlt_bridge.state import stored_singer_state
 
     options = _options(args)
     try:
@@ -339,7 +321,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _show_state(args: argparse.Namespace) -> int:
-    from dlt_bridge.pipeline import create_pipeline, destination_singer_state, source_name_for
+    from dlt_bridge.pipeline import create_pipeline, source_name_for
+    from dlt_bridge.state import destination_singer_state
 
     options = _options(args)
     try:
@@ -357,19 +340,26 @@ def _show_state(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dlt_bridge import defaults
+
+    # first, before anything uses dlt: dlt reads its telemetry setting once per process
+    defaults.install()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
-    started = time.monotonic()
-    if args.command == "state":
-        return _show_state(args)
-    if args.command == "native":
-        from dlt_bridge.native import run_native
+    handler = _logging_to_stderr(args.log_level)
+    try:
+        started = time.monotonic()
+        if args.command == "state":
+            return _show_state(args)
+        if args.command == "native":
+            from dlt_bridge.native import run_native
 
-        return run_native(args)
-    code = _load(args, run_tap=args.command == "run")
-    log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
-    return code
+            return run_native(args)
+        code = _load(args, run_tap=args.command == "run")
+        log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
+        return code
+    finally:
+        logging.getLogger("dlt_bridge").removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Reading Singer messages: one msgspec decode per line, line numbers kept for errors.
 
-Message rules enforced here and in `dlt_bridge.pipeline`:
+Message rules enforced here and in `dlt_bridge.loader`:
 
 * every non-blank line must be a JSON object with a string `type`;
 * `RECORD`, `SCHEMA`, `STATE`, `BATCH` and `ACTIVATE_VERSION` are understood; any other type is

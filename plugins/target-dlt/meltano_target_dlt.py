@@ -72,9 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         database = os.path.abspath(str(duckdb_path))
         os.makedirs(os.path.dirname(database), exist_ok=True)
         os.environ[DUCKDB_ENV] = database
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-    from dlt_bridge.cli import main as bridge_main  # after the environment is set
+    # after the environment is set; the bridge keeps dlt's telemetry off unless the user
+    # turned it on
+    from dlt_bridge.cli import main as bridge_main
 
     return bridge_main(bridge_argv(config, rest))
 

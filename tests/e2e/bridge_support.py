@@ -73,6 +73,23 @@ def chdir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
+FAIL_AT: dict[str, dict[str, str]] = {
+    "normalize": {"NORMALIZE__WORKERS": "0"},
+    "load": {"LOAD__WORKERS": "0"},
+}
+"""dlt settings (extra env) that make a bridge run fail at exactly that dlt step.
+
+dlt refuses a pool of 0 workers (`ValueError`) when the step starts. `prepare()` only runs those
+steps for packages a failed run left pending, so a run after a successful one extracts its data
+and fails at the step, leaving its package (with its Singer state) pending, as a destination
+failing at that point would."""
+
+
+def failed_at(stderr: str, step: str) -> bool:
+    """Whether the bridge reported a dlt failure at `step` (normalize or load)."""
+    return "load failed" in stderr and f"failed at `step={step}`" in stderr
+
+
 def common_args(workdir: Path) -> list[str]:
     return ["--pipelines-dir", str(workdir / "pipelines"), "--progress-interval", "0"]
 
@@ -94,7 +111,7 @@ def run_bridge(
         argv += ["--input", str(path)]
     argv += common_args(workdir)
     out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)  # the bridge sets dlt defaults in os.environ: do not leak them
+    saved = dict(os.environ)  # extra_env is for this run only
     os.environ.update(extra_env or {})
     try:
         with chdir(workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from analytics_api.streams import STREAMS
-from dlt_bridge.pipeline import TEST_FAIL_ENV
 from tests.e2e.bridge_support import (
+    FAIL_AT,
     assert_tables_equal_dump,
     count,
+    failed_at,
     load_ids,
     loaded_records,
     parse_rfc3339_us,
@@ -182,9 +183,9 @@ def test_failed_load_then_next_run_completes(
     assert bridge_run(tmp_path, fake_api).returncode == 0
     before = stored_state(tmp_path)
     fake_api.mutate(share=0.2, seed=1)
-    failed = bridge_run(tmp_path, fake_api, extra_env={TEST_FAIL_ENV: step})
+    failed = bridge_run(tmp_path, fake_api, extra_env=FAIL_AT[step])
     assert failed.returncode == 1, failed.stderr[-3000:]
-    assert f"injected failure before {step}" in failed.stderr
+    assert failed_at(failed.stderr, step), failed.stderr[-3000:]
     assert stored_state(tmp_path) == before  # state did not move past the stored data
     assert len(pending_packages(tmp_path)) == 1
     fake_api.mutate(share=0.2, seed=2)

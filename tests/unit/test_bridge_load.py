@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from dlt_bridge import pipeline as bridge_pipeline
-from dlt_bridge.pipeline import TEST_FAIL_ENV
+from dlt_bridge import loader as bridge_loader
 from tests.e2e.bridge_support import (
+    FAIL_AT,
     column_types,
     count,
+    failed_at,
     load_ids,
     pending_packages,
     query,
@@ -211,13 +212,13 @@ def test_schema_change_mid_run_evolves_table(tmp_path: Path) -> None:
 
 def test_repeated_schema_costs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = bridge_pipeline.table_hints
+    original = bridge_loader.table_hints
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(bridge_pipeline, "table_hints", counting)
+    monkeypatch.setattr(bridge_loader, "table_hints", counting)
     messages: list[Any] = [APPS]
     for i in range(3000):
         messages += [EVENTS, app(i)]
@@ -275,10 +276,10 @@ def test_activate_version_is_ignored(tmp_path: Path) -> None:
 
 def test_state_printed_only_after_a_successful_load(tmp_path: Path) -> None:
     assert load(tmp_path, *GOOD).returncode == 0
-    res = load(tmp_path, APPS, app(2), state({"v": 2}), extra_env={TEST_FAIL_ENV: "load"})
+    res = load(tmp_path, APPS, app(2), state({"v": 2}), extra_env=FAIL_AT["load"])
     assert res.returncode == 1
     assert res.stdout == ""
-    assert "load failed" in res.stderr
+    assert failed_at(res.stderr, "load"), res.stderr
     assert stored_state(tmp_path) == {"v": 1}
     assert count(tmp_path, "apps") == 1
     assert len(pending_packages(tmp_path)) == 1
@@ -292,8 +293,9 @@ def test_state_printed_only_after_a_successful_load(tmp_path: Path) -> None:
 
 
 def test_pending_after_failed_normalize_is_loaded(tmp_path: Path) -> None:
-    res = load(tmp_path, *GOOD, extra_env={TEST_FAIL_ENV: "normalize"})
+    res = load(tmp_path, *GOOD, extra_env=FAIL_AT["normalize"])
     assert res.returncode == 1 and res.stdout == ""
+    assert failed_at(res.stderr, "normalize"), res.stderr
     assert stored_state(tmp_path) is None
     res = load(tmp_path, APPS, app(2), state({"v": 2}))
     assert res.returncode == 0, res.stderr
@@ -304,7 +306,7 @@ def test_pending_after_failed_normalize_is_loaded(tmp_path: Path) -> None:
 
 def test_pending_abort_policy_discards(tmp_path: Path) -> None:
     assert load(tmp_path, *GOOD).returncode == 0
-    res = load(tmp_path, APPS, app(2), state({"v": 2}), extra_env={TEST_FAIL_ENV: "load"})
+    res = load(tmp_path, APPS, app(2), state({"v": 2}), extra_env=FAIL_AT["load"])
     assert res.returncode == 1
     shown = run_bridge(tmp_path, ["state"])
     assert json.loads(shown.stdout) == {"v": 1}

@@ -1,0 +1,125 @@
+"""The bridge's dlt settings, as a config provider consulted after every user source.
+
+dlt reads each setting from its providers in order (environment, `.dlt/secrets.toml`,
+`.dlt/config.toml`, ...), first with the pipeline name as the top section, then without it. The
+bridge adds one provider at the end of that list, so any value a user sets in any of those
+places wins, and it only answers the plain (unprefixed) keys, and only while a pipeline created by
+`create_pipeline` is resolving them: other pipelines of the same process never see these values.
+Nothing is written to `os.environ`.
+
+Defaults (all measured on a 2-core machine; see BENCHMARKS.md):
+
+* `sources.data_writer.disable_compression = true`: the extracted, intermediate files are read
+  back once by normalize on the same machine; gzip only costs CPU there (~0.6 s per 100k
+  records). The load files' compression (`normalize.data_writer`) keeps dlt's default.
+* `normalize.parquet_normalizer.add_dlt_load_id = true` and `add_dlt_id = true`: rows handed to
+  dlt as arrow tables (`dlt_bridge.arrow`) get `_dlt_load_id` and `_dlt_id` like rows handed as
+  dicts, so both give the same tables.
+* DuckDB only, `destination.duckdb.credentials.global_config = {"memory_limit": "64MB"}` for
+  parquet load files into a DuckDB file: DuckDB's buffer pool defaults to 80 % of RAM and, while
+  inserting the parquet load files, keeps pages it could evict, so the load step grew with the
+  data (bridge peak RSS ~280 MB at 100k and ~570 MB at 1M records). With 64 MB it evicts them
+  (blocks are written to the file, spills go to `<file>.tmp`): ~270 and ~305 MB, load time
+  unchanged; 128 MB still grew to ~370 MB at 1M. Not for jsonl load files (DuckDB's `read_json`
+  takes 32 MB per thread and fails with "Out of Memory" under 64 MB) and not for `:memory:`
+  databases, which have no file to evict pages to.
+* `runtime.dlthub_telemetry = false`: dlt's anonymous telemetry stays off unless the user turns
+  it on. dlt resolves this once per process, when its run context is first set up, so it only
+  takes effect when the bridge's provider is added before anything else used dlt (the CLI does
+  that first thing in `main()`).
+
+One load worker on DuckDB is not a config default: `SingerLoader` passes `workers=1` to
+`pipeline.load()`, which dlt treats as a default that `load.workers` set by the user overrides.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from dlt.common.configuration.providers import ConfigProvider
+
+from dlt_bridge import compat
+
+__all__ = [
+    "ARROW_DLT_COLUMNS",
+    "DUCKDB_GLOBAL_CONFIG",
+    "DUCKDB_LOAD_WORKERS",
+    "EXTRACT_NO_COMPRESSION",
+    "TELEMETRY_OFF",
+    "BridgeDefaults",
+    "install",
+]
+
+Key = tuple[str, ...]
+
+EXTRACT_NO_COMPRESSION: dict[Key, Any] = {("sources", "data_writer", "disable_compression"): True}
+ARROW_DLT_COLUMNS: dict[Key, Any] = {
+    ("normalize", "parquet_normalizer", "add_dlt_load_id"): True,
+    ("normalize", "parquet_normalizer", "add_dlt_id"): True,
+}
+DUCKDB_GLOBAL_CONFIG: dict[Key, Any] = {
+    ("destination", "duckdb", "credentials", "global_config"): {"memory_limit": "64MB"}
+}
+TELEMETRY_OFF: dict[Key, Any] = {("runtime", "dlthub_telemetry"): False}
+DUCKDB_LOAD_WORKERS = 1
+"""Load workers on DuckDB: one DuckDB file takes one writer at a time, so dlt's 20 parallel load
+jobs buy little time (~0.3 s per 100k records) and cost memory that grows with the data (peak RSS
+290 MB at 100k and 590 MB at 1M records with 20; 230 and 290 MB with 1)."""
+
+
+class BridgeDefaults(ConfigProvider):
+    """Lowest-precedence values for the bridge's own pipelines (and the process-wide telemetry)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_pipeline: dict[str, dict[Key, Any]] = {}
+        self._process: dict[Key, Any] = dict(TELEMETRY_OFF)
+
+    def set_pipeline_defaults(self, pipeline_name: str, values: dict[Key, Any]) -> None:
+        """The defaults for the pipeline called `pipeline_name` (replacing earlier ones)."""
+        with self._lock:
+            self._by_pipeline[pipeline_name] = dict(values)
+
+    def pipeline_defaults(self, pipeline_name: str) -> dict[Key, Any]:
+        return dict(self._by_pipeline.get(pipeline_name, {}))
+
+    # -- ConfigProvider -------------------------------------------------------------------------
+
+    def get_value(
+        self, key: str, hint: Any, pipeline_name: str | None, *sections: str
+    ) -> tuple[Any | None, str]:
+        path = (*sections, key)
+        full_key = ".".join(path)
+        if pipeline_name:
+            return None, full_key  # `<pipeline_name>.<...>` keys are the user's alone
+        if path in self._process:
+            return self._process[path], full_key
+        current = compat.current_pipeline_name()
+        if current is None:
+            return None, full_key
+        values = self._by_pipeline.get(current)
+        if not values:
+            return None, full_key
+        return values.get(path), full_key
+
+    @property
+    def supports_secrets(self) -> bool:
+        return False
+
+    @property
+    def supports_sections(self) -> bool:
+        return True
+
+    @property
+    def name(self) -> str:
+        return "dlt-bridge defaults"
+
+
+_DEFAULTS = BridgeDefaults()
+
+
+def install() -> BridgeDefaults:
+    """Adds the bridge's defaults provider to dlt's config providers (idempotent)."""
+    compat.add_provider(_DEFAULTS)
+    return _DEFAULTS

@@ -1,0 +1,155 @@
+"""The bridge's dlt settings (`dlt_bridge.defaults`, `dlt_bridge.compat`): effective, overridable
+by the user, scoped to the bridge's pipelines, and never written to `os.environ`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from dlt_bridge import compat, defaults
+from dlt_bridge.pipeline import BridgeOptions, create_pipeline
+from tests.e2e.bridge_support import FAIL_AT, chdir, run_bridge, schema, singer_lines, state
+
+APPS = schema("apps", {"id": {"type": "string"}, "meta": {"type": ["object", "null"]}})
+ROWS = [
+    {"type": "RECORD", "stream": "apps", "record": {"id": f"a{i}", "meta": {"i": i}}}
+    for i in range(3)
+]
+
+
+def _options(tmp_path: Path, **kw: Any) -> BridgeOptions:
+    return BridgeOptions(pipelines_dir=str(tmp_path / "pipelines"), progress_interval=0, **kw)
+
+
+def _memory_limit(pipeline: dlt.Pipeline) -> str:
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("select current_setting('memory_limit')")
+    assert rows is not None
+    return str(rows[0][0])
+
+
+def _global_config(pipeline: dlt.Pipeline) -> Any:
+    return pipeline.destination_client().config.credentials.global_config  # type: ignore[attr-defined]
+
+
+def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:
+    """Fails loudly when a dlt release moves what `dlt_bridge.compat` relies on."""
+    provider = defaults.install()
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    assert provider.name in Container()[PluggableRunContext].providers
+    assert compat.current_pipeline_name() is None  # outside any pipeline step
+    assert compat.add_provider(provider) is False  # idempotent once the context exists
+    seen: list[str | None] = []
+    pipeline = dlt.pipeline("compat_probe", destination="duckdb", pipelines_dir=str(tmp_path))
+
+    @dlt.resource
+    def probe() -> Any:
+        seen.append(compat.current_pipeline_name())
+        yield {"x": 1}
+
+    pipeline.extract(probe())
+    assert seen == ["compat_probe"]
+
+
+def test_duckdb_memory_limit_default_and_user_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    pipeline = create_pipeline(_options(tmp_path))
+    assert _global_config(pipeline) == {"memory_limit": "64MB"}
+    assert _memory_limit(pipeline) == "61.0 MiB"
+    # the user's value wins (env here; toml works the same way: our provider is consulted last)
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", json.dumps({"memory_limit": "1GB"})
+    )
+    assert _global_config(create_pipeline(_options(tmp_path))) == {"memory_limit": "1GB"}
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
+    # not for jsonl load files, and not for another pipeline of the same process
+    assert _global_config(create_pipeline(_options(tmp_path, loader_file_format="jsonl"))) is None
+    other = dlt.pipeline(
+        "not_the_bridge", destination="duckdb", pipelines_dir=str(tmp_path / "pipelines")
+    )
+    assert _global_config(other) is None
+
+
+def test_pipeline_scoped_user_value_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "TAP_ANALYTICS__DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG",
+        json.dumps({"threads": 1}),
+    )
+    assert _global_config(create_pipeline(_options(tmp_path))) == {"threads": 1}
+
+
+def test_extracted_files_are_not_compressed(tmp_path: Path) -> None:
+    messages = singer_lines(APPS, *ROWS, state({"v": 1}))
+    res = run_bridge(tmp_path, ["load"], messages, extra_env=FAIL_AT["normalize"])
+    assert res.returncode == 1
+    files = [
+        p for p in (tmp_path / "pipelines").rglob("*") if p.is_file() and "extracted" in p.parts
+    ]
+    data = [p for p in files if p.suffix in (".parquet", ".jsonl", ".typed-jsonl")]
+    assert data, files
+    for path in data:
+        assert path.read_bytes()[:2] != b"\x1f\x8b", path  # no gzip header
+
+
+def test_a_run_leaves_os_environ_alone(tmp_path: Path) -> None:
+    before = dict(os.environ)
+    res = run_bridge(tmp_path, ["load"], singer_lines(APPS, *ROWS, state({"v": 1})))
+    assert res.returncode == 0, res.stderr
+    with chdir(tmp_path):
+        from tests.e2e.bridge_support import column_types
+
+        columns = column_types(tmp_path, "apps")
+    assert {"_dlt_load_id", "_dlt_id"} <= set(columns)
+    assert columns["meta"] == "JSON"
+    assert dict(os.environ) == before
+
+
+NO_SEND = {"RUNTIME__DLTHUB_TELEMETRY_ENDPOINT": "http://127.0.0.1:9/"}
+"""Telemetry turned on in a test must not reach the internet."""
+
+_TELEMETRY_PROBE = """
+from dlt_bridge.cli import main
+code = main(["state", "--pipelines-dir", "pipelines"])
+from dlt.common.runtime import anon_tracker
+print("TELEMETRY", anon_tracker._ANON_TRACKER_ENDPOINT is not None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "expected"),
+    [
+        ({}, None, False),
+        ({"RUNTIME__DLTHUB_TELEMETRY": "true", **NO_SEND}, None, True),
+        (NO_SEND, "[runtime]\ndlthub_telemetry = true\n", True),
+        ({"RUNTIME__DLTHUB_TELEMETRY": "false"}, None, False),
+    ],
+)
+def test_telemetry_is_off_unless_the_user_turns_it_on(
+    tmp_path: Path, env: dict[str, str], toml: str | None, expected: bool
+) -> None:
+    if toml is not None:
+        (tmp_path / ".dlt").mkdir()
+        (tmp_path / ".dlt" / "config.toml").write_text(toml)
+    clean = {k: v for k, v in os.environ.items() if k != "RUNTIME__DLTHUB_TELEMETRY"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _TELEMETRY_PROBE],
+        cwd=tmp_path,
+        env={**clean, **env, "DLT_DATA_DIR": str(tmp_path / "dlt-home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert f"TELEMETRY {expected}" in proc.stdout, proc.stderr[-2000:]

@@ -1,0 +1,575 @@
+"""The API contract, asserted the same way for both engines (`engine` in ["tap", "native"]).
+
+The table of behaviours is in README.md next to this file. Each case scripts a small local server
+(`servers.ScriptedServer`) or uses the shared fake API, runs one engine through
+`engines.run`, and asserts on the outcome: records, error type and keywords, request counts, the
+waits the client asked for (recorded, never slept), and log records counted, not worded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import pytest
+
+from analytics_api.errors import (
+    AnalyticsAPIError,
+    AuthenticationError,
+    PaginationError,
+    RecordError,
+    RedirectRefusedError,
+    ResponseFormatError,
+    RetryBudgetExhaustedError,
+)
+from analytics_api.limits import MAX_PAGE_SIZE
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
+from fake_api import FakeAPI
+from tests.conformance.conftest import API_KEY, Runner
+from tests.conformance.engines import Outcome, all_streams, comparable_set
+from tests.conformance.servers import (
+    EMPTY,
+    Reply,
+    Request,
+    ScriptedServer,
+    at_most,
+    error,
+    failing_first,
+    page,
+    paged,
+    sequence,
+)
+
+APPS = "/v1/app"
+
+
+def app(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"app_{i:03d}",
+        "name": f"app {i}",
+        "createdAt": "2024-01-01T00:00:00Z",
+        "updatedAt": f"2024-01-02T00:00:{i % 60:02d}.5Z",
+        **extra,
+    }
+
+
+def record_for(stream: str, i: int, **extra: Any) -> dict[str, Any]:
+    """A minimal valid record of `stream`: its keys and timestamps."""
+    definition = STREAMS_BY_NAME[stream]
+    prefix = stream[:3]
+    record = {
+        definition.primary_key: f"{prefix}_{i:03d}",
+        "createdAt": f"2024-01-01T00:00:{i % 60:02d}Z",
+        "updatedAt": f"2024-01-02T00:00:{i % 60:02d}.25Z",
+    }
+    record.update(extra)
+    return record
+
+
+def ids(outcome: Outcome, stream: str = "applications") -> list[str]:
+    key = STREAMS_BY_NAME[stream].primary_key
+    return sorted(str(r[key]) for r in outcome.records.get(stream, []))
+
+
+def cursors(requests: list[Request]) -> list[str | None]:
+    return [r.query.get("iterator") for r in requests]
+
+
+def assert_failed(outcome: Outcome, kind: type[BaseException], *words: str) -> str:
+    """The run failed with `kind`, its message holds every word; returns the message."""
+    assert not outcome.ok, f"{outcome.engine}: expected {kind.__name__}, the run succeeded"
+    assert isinstance(outcome.error, kind), (
+        f"{outcome.engine}: expected {kind.__name__}, got {type(outcome.error).__name__}: "
+        f"{outcome.error}"
+    )
+    message = outcome.message
+    for word in words:
+        assert word in message, f"{outcome.engine}: {word!r} not in {message!r}"
+    assert_no_key(outcome)
+    return message
+
+
+SECRET_TAIL = API_KEY[len(API_KEY) // 2 :]
+
+
+def assert_no_key(outcome: Outcome) -> None:
+    """Neither the key nor its second half (a cut-off excerpt) anywhere in what the run
+    produced: error chain, logs at every level, stdout, stderr, warnings, records, tables."""
+    text = outcome.everything()
+    for secret in (API_KEY, SECRET_TAIL):
+        at = text.find(secret)
+        if at >= 0:
+            context = text[max(0, at - 120) : at + len(secret) + 40].replace(secret, "<KEY>")
+            pytest.fail(f"{outcome.engine}: the API key leaked: ...{context}...")
+
+
+# -- pagination --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("count", "page_size", "requests"),
+    [(7, 3, 3), (6, 3, 2), (1, 250, 1), (0, 5, 1)],
+    ids=["partial-last-page", "full-last-page", "single-page", "empty"],
+)
+def test_done_ends_paging_though_the_last_iterator_is_set(
+    api: ScriptedServer, run_engine: Runner, count: int, page_size: int, requests: int
+) -> None:
+    records = [app(i) for i in range(count)]
+    api.pages(APPS, records)
+    outcome = run_engine(api.url, ["applications"], page_size=page_size)
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == [r["id"] for r in records]  # each exactly once
+    sent = api.requests_to(APPS)
+    assert len(sent) == requests
+    expected_cursors = [None] + [
+        records[i]["id"] for i in range(page_size - 1, count - 1, page_size)
+    ]
+    assert cursors(sent) == expected_cursors[:requests]
+
+
+@pytest.mark.parametrize(
+    "iterators",
+    [["app_001", "app_001"], ["app_001", "app_003", "app_001"]],
+    ids=["same-as-previous", "same-as-earlier"],
+)
+def test_repeated_cursor_is_a_pagination_error(
+    api: ScriptedServer, run_engine: Runner, iterators: list[str]
+) -> None:
+    pages = [
+        page([app(2 * n), app(2 * n + 1)], iterator, done=False)
+        for n, iterator in enumerate(iterators)
+    ]
+    api.route(APPS, at_most(sequence(*pages), len(pages) + 3))
+    outcome = run_engine(api.url, ["applications"], page_size=2)
+    assert_failed(outcome, PaginationError, "applications", APPS)
+    assert len(api.requests_to(APPS)) == len(iterators)  # stopped at the repeat, no loop
+
+
+def test_not_done_without_iterator_is_a_pagination_error(
+    api: ScriptedServer, run_engine: Runner
+) -> None:
+    api.route(APPS, at_most(sequence(page([app(0)], None, done=False)), 4))
+    outcome = run_engine(api.url, ["applications"], page_size=2)
+    assert_failed(outcome, PaginationError, "applications", APPS)
+    assert len(api.requests_to(APPS)) == 1
+
+
+@pytest.mark.parametrize("page_size", [1, 2, MAX_PAGE_SIZE, None], ids=str)
+def test_limit_is_the_configured_page_size(
+    api: ScriptedServer, run_engine: Runner, page_size: int | None
+) -> None:
+    records = [app(i) for i in range(3)]
+    api.pages(APPS, records)
+    settings = {} if page_size is None else {"page_size": page_size}
+    outcome = run_engine(api.url, ["applications"], **settings)
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == [r["id"] for r in records]
+    limits = {r.query.get("limit") for r in api.requests_to(APPS)}
+    assert limits == {str(page_size or MAX_PAGE_SIZE)}
+
+
+@pytest.mark.parametrize("page_size", [MAX_PAGE_SIZE + 1, 1000, 0])
+def test_page_size_outside_the_api_limit_is_refused_before_any_request(
+    api: ScriptedServer, run_engine: Runner, page_size: int
+) -> None:
+    api.pages(APPS, [app(0)])
+    outcome = run_engine(api.url, ["applications"], page_size=page_size)
+    assert not outcome.ok
+    assert "page_size" in outcome.message, outcome.message
+    assert api.requests == []
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+RETRYABLE = [429, 500, 502, 503, 504]
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+@pytest.mark.parametrize("status", RETRYABLE)
+def test_retryable_status_then_success(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int, failures: int
+) -> None:
+    """Failures on the second page: the same cursor is asked again, nothing lost or repeated."""
+    records = [app(i) for i in range(4)]
+    second_page = lambda r: r.query.get("iterator") == "app_001"  # noqa: E731
+    api.route(APPS, failing_first(paged(records), [error(status)] * failures, when=second_page))
+    outcome = run_engine(api.url, ["applications"], page_size=2)
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == [r["id"] for r in records]
+    sent = api.requests_to(APPS)
+    assert sum(1 for r in sent if second_page(r)) == failures + 1
+    assert len(sent) == failures + 2
+    assert sleeps == [2.0, 4.0, 8.0][:failures]  # default backoff: 2, 4, 8 s
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "attempts", "waits"),
+    [(None, 4, [2.0, 4.0, 8.0]), (0, 1, []), (1, 2, [2.0])],
+    ids=["default", "no-retries", "one-retry"],
+)
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_budget_exhausted(
+    api: ScriptedServer,
+    run_engine: Runner,
+    sleeps: list[float],
+    status: int,
+    max_retries: int | None,
+    attempts: int,
+    waits: list[float],
+) -> None:
+    api.script(APPS, error(status, "busy", "try later"))
+    settings = {} if max_retries is None else {"max_retries": max_retries}
+    outcome = run_engine(api.url, ["applications"], **settings)
+    assert_failed(outcome, RetryBudgetExhaustedError, "applications", APPS, str(status))
+    assert len(api.requests_to(APPS)) == attempts
+    assert sleeps == waits
+
+
+def test_backoff_factor_scales_the_waits(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
+    api.script(APPS, error(500))
+    outcome = run_engine(api.url, ["applications"], backoff_factor=0.5)
+    assert_failed(outcome, RetryBudgetExhaustedError, APPS)
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("retry_after", ["3", "0", "1.5"])
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_seconds_is_the_wait(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int, retry_after: str
+) -> None:
+    api.script(
+        APPS, error(status, **{"Retry-After": retry_after}), page([app(0)], "app_000", done=True)
+    )
+    outcome = run_engine(api.url, ["applications"])
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == ["app_000"]
+    assert len(api.requests_to(APPS)) == 2
+    assert sleeps == [float(retry_after)]
+
+
+def test_retry_after_http_date_waits_until_that_date(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
+    ahead = 40.0
+    before = time.time()
+    when = int(before + ahead)  # HTTP dates have whole seconds
+    header = email.utils.formatdate(when, usegmt=True)
+    api.script(APPS, error(429, **{"Retry-After": header}), page([app(0)], "app_000", done=True))
+    outcome = run_engine(api.url, ["applications"])
+    after = time.time()
+    assert outcome.ok, outcome.error
+    assert len(sleeps) == 1
+    # The client reads the clock somewhere between `before` and `after`.
+    assert when - after - 1e-6 <= sleeps[0] <= when - before + 1e-6
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_non_retryable_status_fails_at_once(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int
+) -> None:
+    api.script(APPS, error(status, "conflict", "nope"))
+    outcome = run_engine(api.url, ["applications"])
+    assert_failed(outcome, AnalyticsAPIError, "applications", APPS, str(status))
+    assert not isinstance(outcome.error, RetryBudgetExhaustedError)
+    assert len(api.requests_to(APPS)) == 1
+    assert sleeps == []
+
+
+# -- redirects ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_is_never_followed(
+    api: ScriptedServer, elsewhere: ScriptedServer, run_engine: Runner, status: int
+) -> None:
+    elsewhere.pages(APPS, [app(0)])
+    api.script(APPS, Reply(status, b"", {"Location": f"{elsewhere.url}{APPS}?limit=250"}))
+    outcome = run_engine(api.url, ["applications"])
+    message = assert_failed(outcome, RedirectRefusedError, APPS, str(status))
+    assert "redirect" in message.lower()
+    assert elsewhere.requests == []  # not contacted at all, so no Authorization header there
+    assert len(api.requests_to(APPS)) == 1
+    assert outcome.records.get("applications", []) == []
+
+
+# -- statuses with a hint ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "hint"), [(401, "key"), (403, "permission")])
+def test_auth_failure_fails_at_once_with_a_hint(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int, hint: str
+) -> None:
+    api.script(APPS, error(status, "authentication_failed", "Invalid token"))
+    outcome = run_engine(api.url, ["applications"])
+    message = assert_failed(outcome, AuthenticationError, APPS, str(status))
+    assert hint in message.lower()
+    assert len(api.requests_to(APPS)) == 1
+    assert sleeps == []
+
+
+def test_422_fails_with_a_page_size_hint(api: ScriptedServer, run_engine: Runner) -> None:
+    detail = [{"loc": ["query", "limit"], "msg": "ensure this value is <= 250", "type": "x"}]
+    api.script(APPS, error(422, "validation", detail))
+    outcome = run_engine(api.url, ["applications"])
+    assert_failed(outcome, AnalyticsAPIError, APPS, "422", "page_size")
+    assert len(api.requests_to(APPS)) == 1
+
+
+CHILD_STREAMS = [s.name for s in STREAMS if s.is_child]
+
+
+@pytest.mark.parametrize("child", CHILD_STREAMS)
+def test_404_on_a_child_path_skips_that_parent_only(
+    api: ScriptedServer, run_engine: Runner, child: str
+) -> None:
+    definition = STREAMS_BY_NAME[child]
+    parent = STREAMS_BY_NAME[definition.parent or ""]
+    parents = [record_for(parent.name, i) for i in range(3)]
+    api.pages(parent.path, parents, key=parent.primary_key)
+    parent_ids = [p[parent.primary_key] for p in parents]
+    expected: list[str] = []
+    for n, parent_id in enumerate(parent_ids):
+        path = child_path(definition.path, **{definition.parent_key or "": parent_id})
+        if n == 1:
+            api.script(path, error(404, "not_found", "Application not found"))
+            continue
+        children = [record_for(child, 10 * n + j) for j in range(2)]
+        api.pages(path, children)
+        expected += [c["id"] for c in children]
+    outcome = run_engine(api.url, [child])
+    assert outcome.ok, outcome.error
+    assert ids(outcome, child) == sorted(expected)
+    by_parent = {r[definition.parent_key or ""] for r in outcome.records[child]}
+    assert by_parent == {parent_ids[0], parent_ids[2]}
+    assert outcome.warnings_mentioning(parent_ids[1]), "the skipped parent is not reported"
+
+
+def test_404_on_a_top_level_path_fails(api: ScriptedServer, run_engine: Runner) -> None:
+    api.script(APPS, error(404, "not_found", "Not found"))
+    outcome = run_engine(api.url, ["applications"])
+    assert_failed(outcome, AnalyticsAPIError, "applications", APPS, "404")
+    assert len(api.requests_to(APPS)) == 1
+
+
+# -- bodies ------------------------------------------------------------------------------------
+
+HTML = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+GOOD_PAGE = page([app(0), app(1)], "app_001", done=True)
+BROKEN_BODIES = {
+    "html": Reply(200, HTML),
+    "truncated-json": Reply(200, b'{"data": [{"id": "app_000", "name": "app 0", "createdAt": "20'),
+    "cut-in-transit": Reply(200, GOOD_PAGE.body, cut_after=40),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_BODIES))
+def test_unparsable_2xx_body_is_retried_then_a_clear_error(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], broken: str
+) -> None:
+    api.script(APPS, BROKEN_BODIES[broken])
+    outcome = run_engine(api.url, ["applications"])
+    message = assert_failed(outcome, RetryBudgetExhaustedError, "applications", APPS)
+    if broken != "cut-in-transit":
+        assert "JSON" in message
+    assert len(api.requests_to(APPS)) == 4
+    assert sleeps == [2.0, 4.0, 8.0]
+    assert outcome.records.get("applications", []) == []
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_BODIES))
+def test_unparsable_2xx_body_once_then_good_page(
+    api: ScriptedServer, run_engine: Runner, broken: str
+) -> None:
+    api.script(APPS, BROKEN_BODIES[broken], GOOD_PAGE)
+    outcome = run_engine(api.url, ["applications"])
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == ["app_000", "app_001"]
+    assert len(api.requests_to(APPS)) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [
+        ({"items": [app(0)], "iterator": "app_000", "done": True}, "data"),
+        ({"data": [app(0)], "iterator": "app_000"}, "done"),
+    ],
+    ids=["without-data", "without-done"],
+)
+def test_json_body_without_the_envelope_names_the_path(
+    api: ScriptedServer, run_engine: Runner, body: dict[str, Any], missing: str
+) -> None:
+    api.script(APPS, Reply(200, body))
+    outcome = run_engine(api.url, ["applications"])
+    assert_failed(outcome, ResponseFormatError, "applications", APPS, missing)
+    assert len(api.requests_to(APPS)) == 1
+    assert outcome.records.get("applications", []) == []
+
+
+# -- the API key never leaks -------------------------------------------------------------------
+
+
+def _echoing_scripts(elsewhere_url: str) -> dict[str, list[Reply]]:
+    detail = f"invalid token {API_KEY} for this org"
+    html = f"<html><body><p>Bad gateway</p><pre>Authorization: Bearer {API_KEY}</pre></body></html>"
+    return {
+        "400-detail": [error(400, "bad_request", detail)],
+        "401-detail": [error(401, "authentication_failed", detail)],
+        "422-detail": [
+            error(422, "validation", [{"loc": ["header", API_KEY], "msg": detail, "type": "x"}])
+        ],
+        "200-html": [Reply(200, html)],
+        "503-html-then-ok": [Reply(503, html), page([app(0)], "app_000", done=True)],
+        "429-detail-then-ok": [
+            error(429, "rate_limited", detail),
+            page([app(0)], "app_000", done=True),
+        ],
+        "redirect-location": [
+            Reply(
+                302,
+                html,
+                {"Location": f"{elsewhere_url}{APPS}?api_key={API_KEY}&token={API_KEY}"},
+            )
+        ],
+        "non-text-body": [Reply(200, b"\xff\xfe" + API_KEY.encode() + b"\x00\x81")],
+    }
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    list(_echoing_scripts("http://x")),
+)
+def test_api_key_echoed_by_the_server_never_appears(
+    api: ScriptedServer, elsewhere: ScriptedServer, run_engine: Runner, scenario: str
+) -> None:
+    api.script(APPS, *_echoing_scripts(elsewhere.url)[scenario])
+    outcome = run_engine(api.url, ["applications"])
+    assert api.requests_to(APPS)[0].headers.get("authorization") == f"Bearer {API_KEY}"
+    assert_no_key(outcome)
+    assert elsewhere.requests == []
+    if scenario.endswith("then-ok"):
+        assert outcome.ok, outcome.error
+        assert ids(outcome) == ["app_000"]
+    else:
+        assert not outcome.ok
+
+
+def test_api_key_not_in_a_successful_run(api: ScriptedServer, run_engine: Runner) -> None:
+    api.pages(APPS, [app(i) for i in range(3)])
+    outcome = run_engine(api.url, ["applications"])
+    assert outcome.ok, outcome.error
+    assert api.requests_to(APPS)[0].headers.get("authorization") == f"Bearer {API_KEY}"
+    assert_no_key(outcome)
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["missing", "null"])
+@pytest.mark.parametrize("stream", ["applications", "event_types", "endpoints"])
+def test_record_without_primary_key_is_an_error(
+    api: ScriptedServer, run_engine: Runner, stream: str, how: str
+) -> None:
+    definition = STREAMS_BY_NAME[stream]
+    pk = definition.primary_key
+    bad = record_for(stream, 1, name="no key")
+    if how == "missing":
+        del bad[pk]
+    else:
+        bad[pk] = None
+    records = [record_for(stream, 0), bad, record_for(stream, 2)]
+    path = _serve_one_stream(api, stream, records)
+    outcome = run_engine(api.url, [stream])
+    message = assert_failed(outcome, RecordError, stream, pk, path)
+    assert "primary key" in message.lower() or "key" in message.lower()
+    assert all(r.get(pk) is not None for r in outcome.records.get(stream, []))
+
+
+@pytest.mark.parametrize("how", ["missing", "null"])
+@pytest.mark.parametrize("stream", ["applications", "tokens", "endpoints"])
+def test_record_without_replication_key_is_an_error(
+    api: ScriptedServer, run_engine: Runner, stream: str, how: str
+) -> None:
+    definition = STREAMS_BY_NAME[stream]
+    rk = definition.replication_key
+    bad = record_for(stream, 1)
+    if how == "missing":
+        del bad[rk]
+    else:
+        bad[rk] = None
+    records = [record_for(stream, 0), bad, record_for(stream, 2)]
+    path = _serve_one_stream(api, stream, records)
+    outcome = run_engine(api.url, [stream])
+    assert_failed(outcome, RecordError, stream, rk, path)
+    assert all(r.get(rk) is not None for r in outcome.records.get(stream, []))
+
+
+def _serve_one_stream(api: ScriptedServer, stream: str, records: list[dict[str, Any]]) -> str:
+    """Serve `records` as `stream` (under one parent for a child); returns their path."""
+    definition = STREAMS_BY_NAME[stream]
+    if not definition.is_child:
+        api.script(definition.path, page(records, None, done=True))
+        return definition.path
+    parent = STREAMS_BY_NAME[definition.parent or ""]
+    parent_record = record_for(parent.name, 0)
+    api.pages(parent.path, [parent_record], key=parent.primary_key)
+    path = child_path(definition.path, **{definition.parent_key or "": parent_record["id"]})
+    api.script(path, page(records, None, done=True))
+    for sibling in STREAMS:
+        if sibling.parent == definition.parent and sibling.name != stream:
+            api.script(
+                child_path(sibling.path, **{sibling.parent_key or "": parent_record["id"]}), EMPTY
+            )
+    return path
+
+
+def test_fields_outside_the_schema_are_dropped_with_one_warning_each(
+    api: ScriptedServer, run_engine: Runner
+) -> None:
+    drift = {"throttleRate": 5, "legacyFlag": True}
+    apps = [app(i, **drift) for i in range(4)]
+    api.pages(APPS, apps)
+    endpoints: list[str] = []
+    for a in apps[:2]:
+        path = child_path(STREAMS_BY_NAME["endpoints"].path, app_id=a["id"])
+        children = [
+            record_for("endpoints", int(a["id"][-3:]) * 10 + j, throttleRate=7) for j in range(3)
+        ]
+        api.pages(path, children)
+        endpoints += [c["id"] for c in children]
+    for a in apps[2:]:
+        api.script(child_path(STREAMS_BY_NAME["endpoints"].path, app_id=a["id"]), EMPTY)
+    outcome = run_engine(api.url, ["applications", "endpoints"], page_size=2)
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == [a["id"] for a in apps]
+    assert ids(outcome, "endpoints") == sorted(endpoints)
+    for stream, fields in [("applications", drift), ("endpoints", {"throttleRate": 7})]:
+        for name in fields:
+            assert all(name not in r for r in outcome.records[stream]), (stream, name)
+            assert name not in outcome.columns[stream], (stream, name)
+            assert _snake(name) not in outcome.columns[stream], (stream, name)
+    # one warning per stream and field, however many records and pages carry it
+    assert len(outcome.warnings_mentioning("throttleRate")) == 2
+    assert len(outcome.warnings_mentioning("legacyFlag")) == 1
+
+
+def _snake(name: str) -> str:
+    from analytics_source.hints import destination_column_name
+
+    return destination_column_name(name)
+
+
+# -- the full fake API -------------------------------------------------------------------------
+
+
+def test_full_dataset_equals_the_fake_api_dump(fake_api: FakeAPI, run_engine: Runner) -> None:
+    outcome = run_engine(fake_api.url, None, api_key=fake_api.token, page_size=7)
+    assert outcome.ok, outcome.error
+    for stream in all_streams():
+        want = fake_api.dump(stream)
+        got = outcome.records.get(stream, [])
+        assert len(got) == len(want), stream
+        assert comparable_set(stream, got) == comparable_set(stream, want), stream
+    assert fake_api.token not in outcome.output_text

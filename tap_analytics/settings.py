@@ -29,6 +29,7 @@ from analytics_api.limits import (
     MAX_CONCURRENCY_LIMIT,
     MAX_PAGE_SIZE,
     MAX_RETRIES_LIMIT,
+    MAX_RETRY_WAIT,
 )
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -75,8 +76,9 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.NumberType(minimum=0),
         default=DEFAULT_BACKOFF_FACTOR,
         title="Backoff factor",
-        description="Wait factor x 2^n seconds before retry n (2, 4, 8 s by default); a "
-        "`Retry-After` header takes precedence.",
+        description="Before retry n the tap waits backoff_factor x 2^(n-1) seconds (2, 4, 8 s "
+        "with the default 2); a `Retry-After` header on the response takes precedence. Every "
+        f"wait is capped at {MAX_RETRY_WAIT:g} s.",
     ),
     th.Property(
         "request_timeout",
@@ -90,9 +92,10 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY_LIMIT),
         default=DEFAULT_MAX_CONCURRENCY,
         title="Max concurrency",
-        description="Requests in flight at once: children of the next parents and pages of "
-        "independent streams are fetched ahead on threads. Output (records, order, state) is "
-        "identical to 1, which is strictly sequential.",
+        description="Most HTTP requests in flight at once, counted over every stream and "
+        "thread: pages of the independent top-level streams and the children of the next "
+        "parents are fetched ahead on threads, all within this bound. 1 is strictly "
+        "sequential; the output (records, order, state) is the same for every value.",
     ),
     th.Property(
         "user_agent",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from analytics_api.streams import STREAMS
 from tap_analytics.tap import TapAnalytics
@@ -41,14 +42,26 @@ def _discovered_catalog() -> dict:
     return tap.catalog_dict
 
 
-def test_discovered_catalog_matches_snapshot() -> None:
-    """Any schema or metadata change shows up in review. Refresh: UPDATE_SNAPSHOTS=1 pytest."""
+def test_discovered_catalog_matches_snapshot(update_snapshots: bool) -> None:
+    """Any schema or metadata change shows up in review.
+
+    Refresh on purpose only: `UPDATE_SNAPSHOTS=1 pytest tests/unit/test_catalog.py` (or
+    `--update-snapshots`). A missing snapshot fails instead of being written silently.
+    """
     catalog = _discovered_catalog()
     text = json.dumps(catalog, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("UPDATE_SNAPSHOTS") or not SNAPSHOT.exists():
+    if update_snapshots:
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text)
-    assert text == SNAPSHOT.read_text()
+    if not SNAPSHOT.exists():
+        pytest.fail(
+            f"catalog snapshot {SNAPSHOT} is missing; create it on purpose with "
+            "UPDATE_SNAPSHOTS=1 (or --update-snapshots) and review the file"
+        )
+    assert text == SNAPSHOT.read_text(), (
+        "the discovered catalog differs from the snapshot; if the change is intended, rerun "
+        "with UPDATE_SNAPSHOTS=1 and review the diff"
+    )
 
 
 def test_catalog_lists_keys_replication_keys_and_parents() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_analytics.tap import TapAnalytics
@@ -92,3 +94,67 @@ def test_discover_needs_no_config() -> None:
     )
     streams = {s["tap_stream_id"] for s in json.loads(result.stdout)["streams"]}
     assert len(streams) == 8
+
+
+# -- meltano.yml describes the same tap ------------------------------------------------------
+
+MELTANO_YML = Path(__file__).resolve().parents[2] / "meltano.yml"
+_MELTANO_KINDS = {"integer": "integer", "number": "decimal", "boolean": "boolean"}
+
+
+def _meltano_extractor() -> dict:
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    (extractor,) = [p for p in project["plugins"]["extractors"] if p["name"] == "tap-analytics"]
+    return extractor
+
+
+@functools.cache
+def _about() -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "tap_analytics", "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def _meltano_kind(spec: dict) -> str:
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    kind = next(t for t in types if t != "null")
+    if kind == "string":
+        return "date_iso8601" if spec.get("format") == "date-time" else "string"
+    return _MELTANO_KINDS[kind]
+
+
+def _text(value: str | None) -> str:
+    return " ".join((value or "").split())
+
+
+def test_meltano_settings_match_the_tap_config_schema() -> None:
+    """Names, kinds, secrets, labels, defaults and descriptions, setting by setting."""
+    builtins: dict = {"properties": {}}
+    TapAnalytics.append_builtin_config(builtins)  # what the SDK adds (stream maps, batch, ...)
+    own = {
+        name: spec
+        for name, spec in _about()["settings"]["properties"].items()
+        if name not in builtins["properties"]
+    }
+    assert (
+        own.keys()
+        == TapAnalytics.config_jsonschema["properties"].keys() - builtins["properties"].keys()
+    )
+    settings = {s["name"]: s for s in _meltano_extractor()["settings"]}
+    assert sorted(settings) == sorted(own), "meltano.yml settings differ from the tap's"
+    for name, spec in own.items():
+        setting = settings[name]
+        assert setting["kind"] == _meltano_kind(spec), name
+        assert bool(setting.get("sensitive")) == bool(spec.get("secret")), name
+        assert setting.get("label") == spec.get("title"), name
+        assert setting.get("value") == spec.get("default"), name
+        assert _text(setting.get("description")) == _text(spec.get("description")), name
+
+
+def test_meltano_capabilities_match_about() -> None:
+    assert sorted(_meltano_extractor()["capabilities"]) == sorted(_about()["capabilities"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from analytics_api.streams import STREAMS
 from analytics_api.timestamps import TimestampError, canonical
 from tests.unit.mockapi import config, mock_api, run_tap, serve_everything
 
@@ -131,3 +134,36 @@ def test_canonical_timestamps(value: str, expected: str) -> None:
 def test_canonical_rejects_non_timestamps(value: str) -> None:
     with pytest.raises(TimestampError):
         canonical(value)
+
+
+def _record_counts(caplog: pytest.LogCaptureFixture) -> dict[str, int]:
+    """The `record_count` METRIC values logged per stream."""
+    counts: dict[str, int] = {}
+    for log in caplog.records:
+        point = log.args[0] if isinstance(log.args, tuple) and log.args else None
+        if log.name == "singer_sdk.metrics" and getattr(point, "metric", None) == "record_count":
+            stream = point.tags["stream"]
+            counts[stream] = counts.get(stream, 0) + point.value
+    return counts
+
+
+def test_record_count_metric_counts_emitted_records_only(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with mock_api() as api:
+        serve_everything(api, apps=3, per_app=4)
+        first = run_tap(config())
+        assert _record_counts(caplog) == {s.name: len(first.records(s.name)) for s in STREAMS}
+
+        caplog.clear()
+        second = run_tap(config(), state=first.last_state)
+        assert second.of_type("RECORD") == []
+        assert _record_counts(caplog) == {s.name: 0 for s in STREAMS}
+        # what was read is reported apart from the metric
+        assert "stream 'endpoints': 12 records read, 0 emitted" in caplog.text
+        assert "stream 'applications': 3 records read, 0 emitted" in caplog.text
+
+        ep = _touch(api, "/v1/app/app_000001/endpoint", 0, "2030-01-01T00:00:00Z", "url")
+        caplog.clear()
+        third = run_tap(config(), state=second.last_state)
+    assert [r["id"] for r in third.records("endpoints")] == [ep]
+    assert _record_counts(caplog) == {s.name: int(s.name == "endpoints") for s in STREAMS}

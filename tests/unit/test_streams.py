@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
@@ -115,3 +122,134 @@ def test_child_path_parameters_are_url_encoded() -> None:
         api.serve("/v1/app/app.with-dots_and%2Fslash/integration", [])
         out = run_tap(config())
     assert [r["app_id"] for r in out.records("endpoints")] == ["app.with-dots_and/slash"]
+
+
+_UNKNOWN = "is not in the stream's schema"
+
+
+@pytest.mark.parametrize("sdk_path", [False, True], ids=["fast-path", "sdk-path"])
+def test_fields_outside_the_schema_are_dropped_with_one_warning_each(
+    caplog: pytest.LogCaptureFixture, sdk_path: bool
+) -> None:
+    caplog.set_level(logging.WARNING)
+    extra = {"flattening_enabled": True, "flattening_max_depth": 1} if sdk_path else {}
+    with mock_api() as api:
+        serve_everything(api, apps=3, per_app=4)
+        for app in api.lists["/v1/app"]:
+            app.update(throttleRate=5, eventTypes=["a"])
+        for i in range(3):
+            for endpoint in api.lists[f"/v1/app/app_{i:06d}/endpoint"]:
+                endpoint["throttleRate"] = 7
+        out = run_tap(config(page_size=2, max_concurrency=4, **extra))
+    assert len(out.records("applications")) == 3 and len(out.records("endpoints")) == 12
+    for stream in ("applications", "endpoints"):
+        for record in out.records(stream):
+            assert "throttleRate" not in record and "eventTypes" not in record
+    warned = sorted(
+        (log.args[0], log.args[1])
+        for log in caplog.records
+        if _UNKNOWN in str(log.msg) and isinstance(log.args, tuple)
+    )
+    assert warned == [
+        ("applications", "eventTypes"),
+        ("applications", "throttleRate"),
+        ("endpoints", "throttleRate"),
+    ]
+    # nothing else (the SDK's own per-record notice) mentions them
+    others = [m for m in caplog.messages if "throttleRate" in m and _UNKNOWN not in m]
+    assert others == []
+
+
+class _CountingServer:
+    """A real HTTP server (requests_mock serialises requests) that counts requests in flight.
+
+    It answers pages like `MockAPI`, from the lists a `MockAPI` was filled with.
+    """
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]], limit: int) -> None:
+        self.lists, self.limit = lists, limit
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+        self.reached = threading.Event()
+        self.exceeded = threading.Event()
+        self.grace = 0.3
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps(server.answer(self.path)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, url: str) -> dict[str, Any]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            if self.now >= self.limit:
+                self.reached.set()
+            if self.now > self.limit:
+                self.exceeded.set()
+        try:
+            # The first requests are held until `limit` are in flight together (proof that the
+            # tap reaches its bound; the long timeout only keeps a failing test from hanging).
+            self.reached.wait(timeout=30)
+            # That first wave then stays in flight a moment longer, or until one request too
+            # many arrives: five page readers start together, so a tap that ignored the bound
+            # would show it here. A tap within its bound passes whatever the timing.
+            self.exceeded.wait(timeout=self.grace)
+            self.grace = 0.0
+            return self._page(url)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def _page(self, url: str) -> dict[str, Any]:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        key = "uuid" if parts.path == "/v1/event-type" else "id"
+        records = self.lists[parts.path]
+        start = 0
+        if "iterator" in query:
+            start = [r[key] for r in records].index(query["iterator"][0]) + 1
+        limit = int(query["limit"][0])
+        page = records[start : start + limit]
+        done = start + limit >= len(records)
+        return {"data": page, "iterator": page[-1][key] if page else None, "done": done}
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("limit", [1, 2, 4])
+def test_max_concurrency_bounds_every_request_in_flight(limit: int) -> None:
+    """Top-level page readers and child prefetch workers share the bound."""
+    with mock_api() as api:  # only to build the lists
+        serve_everything(api, apps=6, per_app=5, sources=3)
+    server = _CountingServer(api.lists, limit)
+    try:
+        out = run_tap(config(base_url=server.url, page_size=2, max_concurrency=limit))
+    finally:
+        server.close()
+    assert server.reached.is_set(), f"never {limit} requests in flight at once"
+    assert server.most == limit, f"{server.most} requests in flight, max_concurrency={limit}"
+    assert len(out.records("endpoints")) == 30 and len(out.records("ingest_source")) == 3
+
+
+def test_child_stream_logs_its_start_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with mock_api() as api:
+        serve_everything(api, apps=4)
+        run_tap(config())
+    starts = [m for m in caplog.messages if m.startswith("Beginning sync of 'endpoints'")]
+    assert len(starts) == 1

@@ -1,0 +1,197 @@
+"""The singer-sdk internals the tap relies on (all in `tap_analytics.compat`) still behave.
+
+Each test names the hook it covers, so an SDK upgrade that changes one fails loudly here
+instead of silently changing the tap's output.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from singer_sdk import Stream, Tap, metrics
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib.messages import RecordMessage
+
+import tap_analytics
+from tap_analytics.compat import PRIVATE_HOOKS, CompatStream, PrivateHook
+from tap_analytics.tap import TapAnalytics
+from tests.unit.mockapi import config, make_records, mock_api, run_tap, serve_everything
+
+PACKAGE = Path(tap_analytics.__file__).parent
+
+
+@pytest.mark.parametrize("hook", PRIVATE_HOOKS, ids=lambda h: h.qualname)
+def test_private_hook_still_exists_with_the_same_parameters(hook: PrivateHook) -> None:
+    problem = hook.problem()
+    assert problem is None, problem
+
+
+def test_hook_check_reports_a_changed_signature() -> None:
+    """The check above can fail: a hook expecting other parameters is reported by name."""
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    hook = PrivateHook(Stream, "_write_record_message", (("message", positional),))
+    assert "Stream._write_record_message changed its parameters" in str(hook.problem())
+    missing = PrivateHook(Stream, "_no_such_hook", ())
+    assert "Stream._no_such_hook no longer exists" in str(missing.problem())
+
+
+# -- PluginBase._validate_config -------------------------------------------------------------
+
+
+def test_validate_config_is_what_the_sdk_calls_to_check_settings() -> None:
+    calls: list[bool] = []
+
+    class Probe(TapAnalytics):
+        def config_problems(self) -> list[str]:
+            calls.append(True)
+            return ["setting 'probe': fails."]
+
+    with pytest.raises(ConfigValidationError) as info:
+        Probe(config={"api_key": "k", "base_url": "https://x.example"}, parse_env_config=False)
+    assert calls, "singer-sdk no longer calls PluginBase._validate_config when a tap is created"
+    assert info.value.errors == ["setting 'probe': fails."], (
+        "PluginBase._validate_config: the SDK's messages replaced the tap's"
+    )
+    calls.clear()
+    Probe(config={}, parse_env_config=False, validate_config=False)  # discovery: no raise
+    assert calls == [True], "PluginBase._validate_config(raise_errors=False) is no longer called"
+
+
+# -- Stream._write_record_message, _stream_version, state_manager.is_flushed -------------------
+
+
+def test_write_record_message_is_called_once_per_emitted_record(monkeypatch) -> None:
+    calls: list[str] = []
+    original = CompatStream._write_record_message
+
+    def spy(self: CompatStream, record: dict[str, Any]) -> None:
+        calls.append(self.name)
+        original(self, record)
+
+    monkeypatch.setattr(CompatStream, "_write_record_message", spy)
+    with mock_api() as api:
+        serve_everything(api, apps=2, per_app=3)
+        out = run_tap(config())
+    emitted = [m["stream"] for m in out.of_type("RECORD")]
+    assert emitted and sorted(calls) == sorted(emitted), (
+        "singer-sdk no longer calls Stream._write_record_message once per record: the fast "
+        "record path is bypassed"
+    )
+
+
+def test_fast_path_mirrors_the_sdk_record_writer() -> None:
+    """What the fast path copies from the SDK: `_stream_version` and `is_flushed`."""
+    tap = TapAnalytics(config=config(), parse_env_config=False)
+    stream = tap.streams["applications"]
+    assert hasattr(stream, "_stream_version"), "Stream._stream_version is gone"
+    assert isinstance(stream.state_manager.is_flushed, bool), "state_manager.is_flushed is gone"
+    sent: list[Any] = []
+    tap.write_message = sent.append  # type: ignore[method-assign]
+    stream._stream_version = 42
+    stream.state_manager.is_flushed = True
+    Stream._write_record_message(stream, make_records("app", 1, stream="applications")[0])
+    (message,) = sent
+    assert isinstance(message, RecordMessage)
+    assert message.version == 42, "Stream._stream_version no longer sets RECORD versions"
+    assert stream.state_manager.is_flushed is False, (
+        "Stream._write_record_message no longer marks state_manager.is_flushed = False"
+    )
+
+
+# -- Stream._increment_stream_state ----------------------------------------------------------
+
+
+def test_increment_stream_state_receives_each_record_and_sets_the_bookmark(monkeypatch) -> None:
+    calls: list[dict[str, Any]] = []
+    original = CompatStream._increment_stream_state
+
+    def spy(self: CompatStream, latest_record: dict[str, Any], **kwargs: Any) -> None:
+        calls.append(kwargs)
+        original(self, latest_record, **kwargs)
+
+    monkeypatch.setattr(CompatStream, "_increment_stream_state", spy)
+    with mock_api() as api:
+        api.serve(
+            "/v1/app",
+            [
+                {"id": "app_1", "updatedAt": "2024-05-01T10:00:00.5Z"},
+                {"id": "app_2", "updatedAt": "2024-05-01T10:00:00Z"},  # sorts last as text
+            ],
+        )
+        for path in ("/v1/app/app_1/endpoint", "/v1/app/app_2/endpoint"):
+            api.serve(path, [])
+            api.serve(path.replace("endpoint", "integration"), [])
+        catalog = TapAnalytics(config=None, parse_env_config=False, validate_config=False)
+        selected = catalog.catalog_dict
+        for entry in selected["streams"]:
+            for md in entry["metadata"]:
+                if md["breadcrumb"] == []:
+                    md["metadata"]["selected"] = entry["tap_stream_id"] in (
+                        "applications",
+                        "endpoints",
+                        "integrations",
+                    )
+        out = run_tap(config(), catalog=selected)
+    assert len(calls) >= 2 and all("context" in c for c in calls), (
+        "singer-sdk no longer calls Stream._increment_stream_state(record, context=...)"
+    )
+    bookmark = out.last_state["bookmarks"]["applications"]["replication_key_value"]
+    assert bookmark == "2024-05-01T10:00:00.500000000Z", (
+        "Stream._increment_stream_state: the bookmark is no longer the canonical max"
+    )
+
+
+# -- private names stay in compat.py ---------------------------------------------------------
+
+
+def _sdk_private_names() -> set[str]:
+    """Private names of singer-sdk's Tap and Stream: class attributes and instance state."""
+
+    class BareTap(Tap):
+        name = "bare"
+
+        def discover_streams(self) -> list[Stream]:
+            return []
+
+    class BareStream(Stream):
+        def get_records(self, context: Any) -> Any:
+            return []
+
+    tap = BareTap(config={}, parse_env_config=False, validate_config=False)
+    stream = BareStream(tap=tap, name="bare", schema={"properties": {}})
+    names = set(dir(Stream)) | set(dir(Tap)) | set(vars(tap)) | set(vars(stream))
+    names |= set(vars(stream.state_manager)) | set(dir(metrics.Counter)) | set(dir(metrics.Timer))
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def _offenders(package: Path) -> list[str]:
+    private = _sdk_private_names()
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        if path.name == "compat.py":
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                offenders.append(f"{path.name}:{node.lineno}: .{node.attr}")
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            for module in modules:
+                if module.startswith("singer_sdk") and re.search(r"\._", module):
+                    offenders.append(f"{path.name}:{node.lineno}: import {module}")
+            if isinstance(node, ast.FunctionDef) and node.name in private:
+                offenders.append(f"{path.name}:{node.lineno}: def {node.name}")
+        if "is_flushed" in source:
+            offenders.append(f"{path.name}: is_flushed")
+    return offenders
+
+
+def test_sdk_private_names_are_used_in_compat_only() -> None:
+    offenders = _offenders(PACKAGE)
+    assert offenders == [], "singer-sdk internals outside tap_analytics/compat.py"

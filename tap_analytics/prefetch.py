@@ -6,6 +6,12 @@ fetches the children of the next few parents on a bounded thread pool. Each chil
 takes its parent's result in order, so the output is identical to a sequential run: same records,
 same per-stream order, same STATE positions. A failure is re-raised when its turn comes, never
 earlier, so everything before it is still emitted.
+
+`max_concurrency` bounds the requests in flight across all of these threads and the main one:
+the `ApiClient` takes one of its `max_concurrency` slots for each HTTP attempt and gives it back
+when the response is read, before the page is handed on. No thread ever waits on a queue, a
+future or a retry pause while holding a slot, so the bound cannot deadlock the readers, the
+workers or the consumer, whatever their number.
 """
 
 from __future__ import annotations

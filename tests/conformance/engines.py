@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,13 @@ class Outcome:
     """All log messages (DEBUG and up), stdout, stderr and warnings of the run."""
     output_text: str
     """Everything the run wrote as data: Singer stdout, or every row of every DuckDB table."""
+    bookmarks: dict[str, Any] = field(default_factory=dict)
+    """The replication-key value each stream's state holds after the run (tap: the last STATE
+    message's `replication_key_value`; native: the pipeline state's incremental `last_value`)."""
+
+    @property
+    def records_by_stream(self) -> dict[str, list[dict[str, Any]]]:
+        return self.records
 
     @property
     def ok(self) -> bool:
@@ -88,13 +96,22 @@ def run(
     api_key: str,
     streams: Sequence[str] | None = None,
     *,
-    workdir: Path,
+    workdir: Path | None = None,
     **settings: Any,
 ) -> Outcome:
-    """Run `engine` for `streams` (all when None) with the given settings."""
+    """Run `engine` for `streams` (all when None) with the given settings.
+
+    `workdir` holds the native engine's pipeline and DuckDB file (a temporary directory, removed
+    afterwards, when not given). Settings are the source's argument names (`page_size`,
+    `max_retries`, `backoff_factor`, `request_timeout`, `max_concurrency`, `start_date`); the
+    tap takes them as config keys and ignores `parallelized`.
+    """
     if engine == "tap":
         return _run_tap(base_url, api_key, streams, settings)
     if engine == "native":
+        if workdir is None:
+            with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
+                return _run_native(base_url, api_key, streams, settings, Path(tmp))
         return _run_native(base_url, api_key, streams, settings, workdir)
     raise ValueError(engine)
 
@@ -231,11 +248,19 @@ def _run_tap(
     messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     records: dict[str, list[dict[str, Any]]] = {}
     columns: dict[str, set[str]] = {}
+    state: dict[str, Any] = {}
     for message in messages:
         if message["type"] == "RECORD":
             records.setdefault(message["stream"], []).append(message["record"])
         elif message["type"] == "SCHEMA":
             columns[message["stream"]] = set(message["schema"]["properties"])
+        elif message["type"] == "STATE":
+            state = message["value"]
+    bookmarks = {
+        stream: entry["replication_key_value"]
+        for stream, entry in (state.get("bookmarks") or {}).items()
+        if isinstance(entry, dict) and entry.get("replication_key_value") is not None
+    }
     return Outcome(
         engine="tap",
         records=records,
@@ -245,6 +270,7 @@ def _run_tap(
         log_records=captured.records,
         log_text=captured.log_text(),
         output_text=stdout,
+        bookmarks=bookmarks,
     )
 
 
@@ -265,6 +291,7 @@ def _run_native(
     run_id = next(_run_ids)
     database = workdir / f"conformance_{run_id}.duckdb"
     error: BaseException | None = None
+    pipeline = None
     with _capture() as captured:
         try:
             pipeline = dlt.pipeline(
@@ -280,6 +307,13 @@ def _run_native(
         except Exception as exc:
             error = exc
     records, columns, output_text = _read_back(database)
+    bookmarks: dict[str, Any] = {}
+    if pipeline is not None:
+        resources = pipeline.state.get("sources", {}).get("analytics", {}).get("resources", {})
+        for stream, resource_state in resources.items():
+            for cursor in (resource_state.get("incremental") or {}).values():
+                if cursor.get("last_value") is not None:
+                    bookmarks[stream] = cursor["last_value"]
     return Outcome(
         engine="native",
         records=records,
@@ -289,6 +323,7 @@ def _run_native(
         log_records=captured.records,
         log_text=captured.log_text(),
         output_text=output_text,
+        bookmarks=bookmarks,
     )
 
 

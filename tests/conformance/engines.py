@@ -20,6 +20,9 @@ import io
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -378,6 +381,83 @@ def _from_column(value: Any, data_type: str) -> Any:
     return value
 
 
+# -- the command lines --------------------------------------------------------------------------
+
+
+@dataclass
+class CliOutcome:
+    """What one engine's command line produced, as a user sees it."""
+
+    engine: str
+    returncode: int
+    stdout: str
+    stderr: str
+    output_text: str
+    """stdout, or (native) every row of every DuckDB table."""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def everything(self) -> str:
+        return "\n".join([self.stdout, self.stderr, self.output_text])
+
+
+def run_cli(
+    engine: str,
+    base_url: str,
+    api_key: str,
+    streams: Sequence[str],
+    *,
+    workdir: Path,
+    **settings: Any,
+) -> CliOutcome:
+    """Run the engine's command line at DEBUG level in a child process.
+
+    tap: `python -m tap_analytics --config ... --catalog ...`; native: `python -m dlt_bridge
+    native ...` with the key in `SOURCES__ANALYTICS__API_KEY` (it is never a flag). The child
+    gets a copy of this environment; this process's environment is not changed.
+    """
+    env = {
+        **os.environ,
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "TAP_ANALYTICS_LOGLEVEL": "DEBUG",
+        "RUNTIME__LOG_LEVEL": "DEBUG",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")])),
+    }
+    if engine == "tap":
+        config = workdir / "tap-config.json"
+        config.write_text(json.dumps({"api_key": api_key, "base_url": base_url, **settings}))
+        catalog = workdir / "tap-catalog.json"
+        catalog.write_text(json.dumps(tap_catalog(streams)))
+        args = ["-m", "tap_analytics", "--config", str(config), "--catalog", str(catalog)]
+    elif engine == "native":
+        env["SOURCES__ANALYTICS__API_KEY"] = api_key
+        args = ["-m", "dlt_bridge", "native", "--base-url", base_url]
+        args += ["--streams", ",".join(streams), "--destination", "duckdb"]
+        args += ["--pipeline-name", "conformance_cli", "--pipelines-dir", str(workdir / "p")]
+        args += ["--log-level", "DEBUG"]
+        for name, value in settings.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    else:
+        raise ValueError(engine)
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output_text = result.stdout
+    if engine == "native":
+        output_text = _read_back(workdir / "conformance_cli.duckdb")[2]
+    return CliOutcome(engine, result.returncode, result.stdout, result.stderr, output_text)
+
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
 # -- comparing records ----------------------------------------------------------------------------
 
 
@@ -406,11 +486,13 @@ def all_streams() -> list[str]:
 __all__ = [
     "DATASET",
     "ENGINES",
+    "CliOutcome",
     "Outcome",
     "all_streams",
     "comparable",
     "comparable_set",
     "original_error",
     "run",
+    "run_cli",
     "tap_catalog",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from analytics_api.timestamps import canonical
 from fake_api import FakeAPI
 from tests.conformance.conftest import API_KEY, Runner
-from tests.conformance.engines import Outcome, all_streams, comparable_set
+from tests.conformance.engines import Outcome, all_streams, comparable_set, run_cli
 from tests.conformance.servers import (
     EMPTY,
     Reply,
@@ -477,6 +478,31 @@ def test_bookmark_is_the_latest_replication_key_by_time(
     outcome = run_engine(api.url, ["applications"], page_size=2)
     assert outcome.ok, outcome.error
     assert canonical(outcome.bookmarks["applications"]) == canonical(stamps[0])
+
+
+@pytest.mark.parametrize("scenario", ["retried-html-then-401", "redirect"])
+def test_api_key_never_appears_on_the_command_line_output(
+    api: ScriptedServer,
+    elsewhere: ScriptedServer,
+    engine: str,
+    tmp_path: Path,
+    scenario: str,
+) -> None:
+    """As users run them (a child process at DEBUG level): exit code, stdout, stderr, tables."""
+    scripts = _echoing_scripts(elsewhere.url)
+    if scenario == "redirect":
+        api.script(APPS, *scripts["redirect-location"])
+    else:
+        api.script(APPS, scripts["503-html-then-ok"][0], *scripts["401-detail"])
+    outcome = run_cli(
+        engine, api.url, API_KEY, ["applications"], workdir=tmp_path, backoff_factor=0
+    )
+    assert outcome.returncode != 0
+    assert APPS in outcome.stderr
+    for secret in (API_KEY, SECRET_TAIL):
+        assert secret not in outcome.everything(), f"{engine}: the API key leaked"
+    assert elsewhere.requests == []
+    assert api.requests_to(APPS)[0].headers.get("authorization") == f"Bearer {API_KEY}"
 
 
 # -- records -----------------------------------------------------------------------------------

@@ -187,8 +187,9 @@ def test_page_size_outside_the_api_limit_is_refused_before_any_request(
 RETRYABLE = [429, 500, 502, 503, 504]
 
 
-@pytest.mark.parametrize("failures", [1, 3])
-@pytest.mark.parametrize("status", RETRYABLE)
+@pytest.mark.parametrize(
+    ("status", "failures"), [(s, 1) for s in RETRYABLE] + [(429, 3), (503, 3)], ids=str
+)
 def test_retryable_status_then_success(
     api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int, failures: int
 ) -> None:
@@ -459,6 +460,20 @@ def test_api_key_echoed_by_the_server_never_appears(
         assert ids(outcome) == ["app_000"]
     else:
         assert not outcome.ok
+
+
+@pytest.mark.parametrize("suffix", ["\n", " ", "\u00e9"], ids=["newline", "space", "non-ascii"])
+def test_unusable_api_key_is_refused_without_quoting_it(
+    api: ScriptedServer, run_engine: Runner, suffix: str
+) -> None:
+    """A key that cannot go into a header (a trailing newline from a file) is refused before
+    any request, by name: `requests` would quote the whole header in its exception."""
+    api.pages(APPS, [app(0)])
+    outcome = run_engine(api.url, ["applications"], api_key=API_KEY + suffix)
+    assert not outcome.ok
+    assert "api_key" in outcome.message, outcome.message
+    assert api.requests == []
+    assert_no_key(outcome)
 
 
 def test_api_key_not_in_a_successful_run(api: ScriptedServer, run_engine: Runner) -> None:

@@ -36,7 +36,8 @@ def _memory_limit(pipeline: dlt.Pipeline) -> str:
 
 
 def _global_config(pipeline: dlt.Pipeline) -> Any:
-    return pipeline.destination_client().config.credentials.global_config  # type: ignore[attr-defined]
+    credentials: Any = pipeline.destination_client().config.credentials  # type: ignore[attr-defined]
+    return credentials.global_config
 
 
 def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:

@@ -13,11 +13,14 @@ the same as the Singer tap's. Each stream becomes a plain `dlt.resource`:
 * records are checked (keys, JSON schema), trimmed to the schema, numbered (`_sdc_sequence`)
   and handed to dlt in lists of a few thousand rows;
 * `dlt.sources.incremental` on the replication key, compared as instants (`latest_timestamp`):
-  the API cannot filter by it, so every run reads everything and dlt keeps what is new.
+  the API cannot filter by it, so every run reads everything and dlt keeps what is new. After a
+  complete scan the bookmark is capped at the run's start, as the tap's is, so a record that
+  changed while the scan ran is read again next run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,8 +34,9 @@ from analytics_api.client import ApiClient
 from analytics_api.errors import ParentNotFoundError, RecordError
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
-from analytics_api.timestamps import latest_timestamp
+from analytics_api.timestamps import canonical_from_datetime, latest_timestamp
 from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.compat import cap_bookmark
 from analytics_source.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
 from analytics_source.settings import ROWS_PER_BATCH
 
@@ -232,10 +236,13 @@ def stream_resource(
     process = RowProcessor(definition, sequence)
 
     def rows() -> Iterator[list[Row]]:
+        started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
         if definition.is_child:
             yield from child_rows(client, definition, process, workers)
         else:
             yield from list_rows(client, definition, process)
+        # Like the tap's signpost: no bookmark may pass the run's start (see `cap_bookmark`).
+        cap_bookmark(definition.name, definition.replication_key, started)
 
     rows.__name__ = rows.__qualname__ = definition.name
     hints = table_hints(definition.name, definition.schema, [definition.primary_key])

@@ -78,11 +78,13 @@ def load_native(
     The incremental state travels in the same load package as the data, so a failed run does not
     move it (see `dlt_bridge.pipeline.prepare`).
     """
-    from dlt_bridge.pipeline import location_of, prepare
+    from dlt_bridge.pipeline import load_workers, location_of, prepare
 
     started = time.monotonic()
     prepare(pipeline, "abort" if on_pending == "abort" else "load")
-    info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
+    pipeline.extract(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
+    pipeline.normalize()
+    info = pipeline.load(**load_workers(pipeline))  # one writer per DuckDB file
     trace = pipeline.last_trace
     normalized = trace.last_normalize_info if trace is not None else None
     counts = normalized.row_counts if normalized is not None else {}

@@ -111,7 +111,19 @@ class Stats:
             self.by_template_status: dict[str, Counter[str]] = {}
             self.faults: Counter[str] = Counter()
             self.control = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
             self.started = time.time()
+
+    def enter(self) -> None:
+        """A request started being handled (for `max_in_flight`)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def record(
         self, path: str, template: str, status: int, fault: str | None, records: int
@@ -142,6 +154,7 @@ class Stats:
                 "faults": dict(self.faults),
                 "faults_total": sum(self.faults.values()),
                 "control_requests": self.control,
+                "max_in_flight": self.max_in_flight,
                 "seconds": round(time.time() - self.started, 3),
             }
 
@@ -309,6 +322,15 @@ class FakeServer:
             with self.stats._lock:
                 self.stats.control += 1
             return self._control(method, target, body), None
+        self.stats.enter()
+        try:
+            return self._respond_api(method, target, headers)
+        finally:
+            self.stats.leave()
+
+    def _respond_api(
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes]
+    ) -> tuple[bytes, str | None]:
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
         path = target.partition(b"?")[0].decode("latin-1")

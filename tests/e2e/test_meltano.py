@@ -37,6 +37,8 @@ PROJECT_FILES = (
     "README.md",
     "meltano.yml",
     "plugins",
+    "analytics_api",
+    "analytics_source",
     "tap_analytics",
     "dlt_bridge",
     "fake_api",

@@ -547,21 +547,20 @@ def test_random_faults_rate_counted_and_reproducible(fake_api_factory: Any) -> N
 
 
 def test_latency_does_not_block_other_requests(fake_api_factory: Any) -> None:
-    api = fake_api_factory(latency_ms=300)
+    """Requests are served side by side: while one waits out its latency, others are handled."""
+    api = fake_api_factory(latency_ms=1000)
     results: list[int] = []
 
     def one() -> None:
         results.append(get(api, "/v1/app").status_code)
 
     threads = [threading.Thread(target=one) for _ in range(6)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
     assert results == [200] * 6
-    assert 0.3 <= elapsed < 1.2
+    assert api.stats()["max_in_flight"] >= 2
 
 
 # ---- stats ---------------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""Import arrows point one way: the contract imports no framework and no engine; nothing but the
+tap imports the tap; the native source does not import the bridge (the bridge may import it).
+
+    analytics_api  <-  tap_analytics
+    analytics_api  <-  analytics_source  <-  dlt_bridge
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FORBIDDEN = {
+    "analytics_api": ("singer_sdk", "dlt", "tap_analytics", "analytics_source", "dlt_bridge"),
+    "analytics_source": ("singer_sdk", "tap_analytics", "dlt_bridge"),
+    "dlt_bridge": ("singer_sdk", "tap_analytics"),
+    "tap_analytics": ("dlt", "analytics_source", "dlt_bridge"),
+}
+MAX_RUNTIME_MODULE_LINES = 400
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_import_arrows_point_one_way(package: str) -> None:
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = _imports(path) & set(FORBIDDEN[package])
+        if bad:
+            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_runtime_module_is_too_long(package: str) -> None:
+    long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_RUNTIME_MODULE_LINES
+    ]
+    assert not long, long

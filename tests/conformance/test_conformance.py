@@ -8,6 +8,7 @@ waits the client asked for (recorded, never slept), and log records counted, not
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from analytics_api.errors import (
 )
 from analytics_api.limits import MAX_PAGE_SIZE
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
-from analytics_api.timestamps import canonical
+from analytics_api.timestamps import canonical, canonical_from_datetime
 from fake_api import FakeAPI
 from tests.conformance.conftest import API_KEY, Runner
 from tests.conformance.engines import Outcome, all_streams, comparable_set, run_cli
@@ -493,6 +494,19 @@ def test_bookmark_is_the_latest_replication_key_by_time(
     outcome = run_engine(api.url, ["applications"], page_size=2)
     assert outcome.ok, outcome.error
     assert canonical(outcome.bookmarks["applications"]) == canonical(stamps[0])
+
+
+def test_bookmark_never_passes_the_run_start(api: ScriptedServer, run_engine: Runner) -> None:
+    """A record stamped after the run began (changed while the scan ran) must be read again by
+    the next run: the stored bookmark is capped at the run's start, never the record's value."""
+    future = "2999-01-01T00:00:00Z"
+    api.pages(APPS, [app(0, updatedAt="2024-03-01T10:00:00Z"), app(1, updatedAt=future)])
+    outcome = run_engine(api.url, ["applications"], page_size=2)
+    after_run = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
+    assert outcome.ok, outcome.error
+    assert len(outcome.records["applications"]) == 2
+    bookmark = canonical(outcome.bookmarks["applications"])
+    assert canonical("2024-03-01T10:00:00Z") < bookmark <= after_run
 
 
 @pytest.mark.parametrize("scenario", ["retried-html-then-401", "redirect"])

@@ -139,6 +139,9 @@ class FakeAPI(_Handle):
     def set_latency(self, ms: float) -> None:
         self.server.latency_ms = ms
 
+    def delete_records(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+        return self.server.delete_records(share, seed)
+
     def delete_parents(self, stream: str, ids: list[str]) -> None:
         self.server.delete_parents(stream, list(ids))
 
@@ -294,6 +297,12 @@ class FakeAPIProcess(_Handle):
 
     def set_latency(self, ms: float) -> None:
         self._call("POST", "/_fake/latency", {"ms": ms})
+
+    def delete_records(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = self._json(
+            "POST", "/_fake/delete", {"share": share, "seed": seed}
+        )
+        return result
 
     def delete_parents(self, stream: str, ids: list[str]) -> None:
         self._call("POST", "/_fake/delete-parent", {"stream": stream, "ids": list(ids)})

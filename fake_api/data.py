@@ -141,6 +141,9 @@ class Dataset:
         self.children: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in CHILDREN}
         self.deleted: dict[str, set[str]] = {name: set() for name in PARENT_STREAMS}
         self.mutations = 0
+        self.deletions = 0
+        self.removed: dict[str, set[str]] = {s.name: set() for s in STREAMS}
+        """Sort keys of records deleted by :meth:`delete_records` (still valid iterators)."""
         self._index: dict[str, dict[str, int]] = {}
         self._generate()
 
@@ -436,6 +439,16 @@ class Dataset:
         if unknown:
             raise KeyError(f"unknown {parent_stream} ids: {unknown}")
         self.deleted[parent_stream].update(ids)
+
+    def delete_records(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+        """Delete a seeded share of every stream (see :func:`fake_api.deletions.delete_share`)."""
+        from .deletions import delete_share
+
+        return delete_share(self, share, seed)
+
+    def forget_index(self) -> None:
+        """Drop the parent lookup index (parents were removed from their lists)."""
+        self._index = {}
 
     def mutate(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
         """Change a seeded ``share`` of the served records of every stream.

@@ -270,6 +270,12 @@ class FakeServer:
             self._invalidate()
             return result
 
+    def delete_records(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+        with self._lock:
+            result = self.data.delete_records(share, seed)
+            self._invalidate()
+            return result
+
     def delete_parents(self, stream: str, ids: list[str]) -> None:
         with self._lock:
             self.data.delete_parents(stream, list(ids))
@@ -473,7 +479,9 @@ class FakeServer:
                 full = self.data.top[sdef.name]
             else:
                 full = self.data.children[sdef.name].get(parent_id, [])
-            known = frozenset(sort_key(sdef.name, r) for r in full)
+            # A deleted record's key stays a valid iterator: a client paging through the list
+            # while records are deleted goes on after that position, as the API's ids allow.
+            known = frozenset(sort_key(sdef.name, r) for r in full) | self.data.removed[sdef.name]
             recs = (
                 full
                 if archived or sdef.name != "event_types"
@@ -666,6 +674,8 @@ class FakeServer:
         if path == "/_fake/latency" and m == "POST":
             self.latency_ms = float(p.get("ms", 0))
             return {"latency_ms": self.latency_ms}
+        if path == "/_fake/delete" and m == "POST":
+            return self.delete_records(float(p.get("share", 0.1)), int(p.get("seed", 0)))
         if path == "/_fake/delete-parent" and m == "POST":
             self.delete_parents(str(p["stream"]), list(p["ids"]))
             return {"deleted": {k: sorted(v) for k, v in self.data.deleted.items()}}
@@ -685,6 +695,7 @@ class FakeServer:
             "latency_ms": self.latency_ms,
             "counts": counts,
             "mutations": self.data.mutations,
+            "deletions": self.data.deletions,
         }
 
 

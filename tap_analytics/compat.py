@@ -12,6 +12,12 @@ overrides or reads private names here and nowhere else:
   larger of two values compared as text, so the tap hands it a canonical form of the value.
 * `Stream._stream_version` and `Stream.state_manager.is_flushed`: read and set by the fast path
   exactly as the SDK's own `_write_record_message` does.
+* `Stream._write_activate_version_message`: `Stream.sync` (final) sends ACTIVATE_VERSION before
+  the records, once per call (once per parent for a child stream). The tap holds it back and
+  sends it once after the stream's complete scan (`tap_analytics.versions`), through the same
+  method. `Stream._write_schema_message` goes first, so a child stream that was never synced
+  (no parent left) still has its SCHEMA before its ACTIVATE_VERSION; `Stream._initialized_at`
+  gives that stream the version the SDK gives records (`Stream.sync`).
 
 `PRIVATE_HOOKS` lists them with the parameters the tap relies on; `tests/unit/test_compat.py`
 checks each against the installed singer-sdk and that a small sync still goes through it, so a
@@ -75,6 +81,12 @@ PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
         "_increment_stream_state",
         (("latest_record", P.POSITIONAL_OR_KEYWORD), ("context", P.KEYWORD_ONLY)),
     ),
+    PrivateHook(
+        Stream,
+        "_write_activate_version_message",
+        (("full_table_version", P.POSITIONAL_OR_KEYWORD),),
+    ),
+    PrivateHook(Stream, "_write_schema_message", ()),
 )
 """The overridden private methods (the private attributes are checked by the tests too)."""
 
@@ -96,7 +108,8 @@ class CompatTap(Tap):
 
 
 class CompatStream(Stream):
-    """A stream with the fast record path and bookmarks compared as instants."""
+    """A stream with the fast record path, bookmarks compared as instants, and ACTIVATE_VERSION
+    sent when the tap decides rather than at the start of every `sync()`."""
 
     @property
     def fast_writer(self) -> FastSingerWriter | None:
@@ -126,3 +139,19 @@ class CompatStream(Stream):
         if value is not None:
             rk = t.cast("str", self.replication_key)
             super()._increment_stream_state({rk: value}, context=context)
+
+    def hold_activate_version(self, version: int) -> None:
+        """`sync()` would send ACTIVATE_VERSION now, before the records (by default: send)."""
+        self.send_activate_version(version)
+
+    def send_activate_version(self, version: int) -> None:
+        """ACTIVATE_VERSION for this stream (each stream-map alias), after its SCHEMA."""
+        self._write_schema_message()  # a repeat is dropped by the tap's writer
+        super()._write_activate_version_message(version)
+
+    def default_table_version(self) -> int:
+        """The version `Stream.sync` gives this run's FULL_TABLE records: the tap's start (s)."""
+        return self._initialized_at // 1000
+
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        self.hold_activate_version(full_table_version)

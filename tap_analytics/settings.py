@@ -32,6 +32,9 @@ from analytics_api.limits import (
     MAX_RETRY_WAIT,
 )
 
+EMIT_ACTIVATE_VERSION = "emit_activate_version_messages"
+"""The SDK-standard setting (built into singer-sdk from 0.55; declared here for 0.54)."""
+
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "api_key",
@@ -102,6 +105,17 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType,
         title="User agent",
         description="`User-Agent` header; defaults to `tap-analytics/<version>`.",
+    ),
+    th.Property(
+        EMIT_ACTIVATE_VERSION,
+        th.BooleanType,
+        default=False,
+        title="Emit `ACTIVATE_VERSION` messages",
+        description="For streams the catalog sets to `replication-method: FULL_TABLE`: every "
+        "record carries the run's table version and one `ACTIVATE_VERSION` per stream follows "
+        "its complete scan, so a target can delete the records that are gone upstream. Never "
+        "sent for a stream whose scan failed. INCREMENTAL streams are not affected. See "
+        "docs/deletions.md.",
     ),
 ).to_dict()
 

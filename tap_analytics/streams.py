@@ -4,7 +4,8 @@ Incremental sync is a client-side bookmark over a full scan (the API cannot filt
 `updatedAt`): every page is read, and only records newer than the bookmark reach the SDK, so
 its `record_count` metric, RECORD and BATCH messages count emitted records only. Parents are
 always scanned in full: the children of a parent that did not change are still synced, so a
-child that changed under an unchanged parent is found.
+child that changed under an unchanged parent is found. A stream the catalog sets to FULL_TABLE
+sends every record every run (`tap_analytics.versions` for its ACTIVATE_VERSION).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordE
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, StreamDefinition, child_path
 from analytics_api.timestamps import TimestampError, canonical, canonical_from_datetime
-from tap_analytics.compat import CompatStream
 from tap_analytics.quiet import StreamTotalCounter, StreamTotalTimer
+from tap_analytics.versions import VersionedStream
 from tap_analytics.writer import FastSingerWriter
 
 if t.TYPE_CHECKING:
@@ -49,7 +50,7 @@ class ChildStreamMetadata(StreamMetadata):
     parent_tap_stream_id: str | None = None
 
 
-class AnalyticsStream(CompatStream):
+class AnalyticsStream(VersionedStream):
     """Base stream: pages from `ApiClient`, key checks, bookmark filtering, lean state."""
 
     definition: t.ClassVar[StreamDefinition]
@@ -118,6 +119,7 @@ class AnalyticsStream(CompatStream):
     # -- records --------------------------------------------------------------------------
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        self.scan_started()
         try:
             yield from self._new_records(context)
         except BaseException:
@@ -127,6 +129,7 @@ class AnalyticsStream(CompatStream):
             if isinstance(writer, FastSingerWriter):
                 writer.flush()
             raise
+        self.scan_finished(context)  # complete: a FULL_TABLE stream may send ACTIVATE_VERSION
 
     def _new_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """The records to emit; an unchanged parent is not emitted, its children are synced."""
@@ -272,6 +275,8 @@ class AnalyticsStream(CompatStream):
             ) from None
 
     def _load_thresholds(self) -> tuple[str | None, str | None]:
+        if self.full_table:
+            return None, None  # every record, every run: a full table has no bookmark
         # Read before this run moves anything: during the run the SDK keeps new values in
         # progress markers and only promotes them when the stream finishes.
         saved = self.stream_state.get("replication_key_value")
@@ -282,6 +287,8 @@ class AnalyticsStream(CompatStream):
 
     def bookmark_value(self, record: dict[str, Any]) -> str | None:
         """The canonical form, so the SDK's text max is a time max; None when not newer."""
+        if self.full_table:
+            return None  # the SDK keeps no bookmark for a full table
         value = self._canonical_rk(record)
         if self._newest is not None and value <= self._newest:
             return None  # the SDK would keep its max; skip its bookkeeping

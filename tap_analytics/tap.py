@@ -18,7 +18,7 @@ from analytics_api.limits import (
 from analytics_api.retry import RetryPolicy
 from tap_analytics.compat import CompatTap
 from tap_analytics.prefetch import ChildPrefetcher, PageReader
-from tap_analytics.settings import CONFIG_SCHEMA, config_errors
+from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_errors
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
 
@@ -31,12 +31,14 @@ class TapAnalytics(CompatTap):
     name = "tap-analytics"
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = FastSingerWriter
-    # What this tap does, whatever the SDK version's default list: no ACTIVATE_VERSION (every
-    # stream is incremental), and the same `--about` on singer-sdk 0.54 and 0.55.
+    # What this tap does, whatever the SDK version's default list, and the same `--about` on
+    # singer-sdk 0.54 and 0.55: ACTIVATE_VERSION for FULL_TABLE streams when
+    # `emit_activate_version_messages` is on (declared in settings.py; built in from 0.55).
     capabilities = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
+        PluginCapabilities.ACTIVATE_VERSION,
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
@@ -44,6 +46,16 @@ class TapAnalytics(CompatTap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
     _page_readers: dict[str, PageReader] | None = None
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """The SDK's built-in settings, `emit_activate_version_messages` included on every
+        singer-sdk version (built in from 0.55; declared in settings.py for 0.54)."""
+        super().append_builtin_config(config_jsonschema)
+        properties = config_jsonschema.setdefault("properties", {})
+        properties.setdefault(
+            EMIT_ACTIVATE_VERSION, CONFIG_SCHEMA["properties"][EMIT_ACTIVATE_VERSION]
+        )
 
     def config_problems(self) -> list[str]:
         """The SDK's messages quote values (a mistyped key would leak); these never do."""

@@ -195,3 +195,69 @@ def _offenders(package: Path) -> list[str]:
 def test_sdk_private_names_are_used_in_compat_only() -> None:
     offenders = _offenders(PACKAGE)
     assert offenders == [], "singer-sdk internals outside tap_analytics/compat.py"
+
+
+# -- Stream._write_activate_version_message, _write_schema_message, _initialized_at -----------
+
+
+def _full_table_catalog(streams: tuple[str, ...]) -> dict[str, Any]:
+    catalog = TapAnalytics(config=None, parse_env_config=False, validate_config=False).catalog_dict
+    for entry in catalog["streams"]:
+        entry["replication_method"] = "FULL_TABLE"
+        for md in entry["metadata"]:
+            if md["breadcrumb"] == []:
+                md["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
+
+
+def test_write_activate_version_message_is_what_sync_calls_before_the_records(
+    monkeypatch,
+) -> None:
+    """`Stream.sync` calls the hook once per sync, before the records, with the version the
+    records carry; `_initialized_at // 1000` is that version."""
+    held: list[tuple[str, int, int]] = []
+    original = CompatStream._write_activate_version_message
+
+    def spy(self: CompatStream, full_table_version: int) -> None:
+        held.append((self.name, full_table_version, self.default_table_version()))
+        original(self, full_table_version)
+
+    monkeypatch.setattr(CompatStream, "_write_activate_version_message", spy)
+    with mock_api() as api:
+        serve_everything(api, apps=2, per_app=3)
+        out = run_tap(
+            config(emit_activate_version_messages=True),
+            catalog=_full_table_catalog(("applications", "endpoints")),
+        )
+    assert [name for name, _, _ in held] == ["applications", "endpoints", "endpoints"], (
+        "singer-sdk no longer calls Stream._write_activate_version_message once per sync() "
+        "of a FULL_TABLE stream"
+    )
+    versions = {m.get("version") for m in out.of_type("RECORD")}
+    assert versions == {held[0][1]}, "RECORD versions differ from the one sync() announced"
+    assert all(v == default for _, v, default in held), (
+        "Stream._initialized_at // 1000 is no longer the version Stream.sync gives records"
+    )
+    # held back by the tap: sent once per stream, after the records
+    activations = out.of_type("ACTIVATE_VERSION")
+    assert [m["stream"] for m in activations] == ["applications", "endpoints"]
+    assert out.messages.index(activations[0]) > max(
+        i for i, m in enumerate(out.messages) if m["type"] == "RECORD"
+    )
+
+
+def test_send_activate_version_writes_schema_then_activate_version(monkeypatch) -> None:
+    """`Stream._write_schema_message` and `Stream._write_activate_version_message` (the SDK's
+    own, reached through `send_activate_version`) write these two messages."""
+    tap = TapAnalytics(config=config(), parse_env_config=False)
+    stream = tap.streams["endpoints"]
+    assert isinstance(stream, CompatStream)
+    sent: list[Any] = []
+    monkeypatch.setattr(tap, "write_message", sent.append)
+    stream.send_activate_version(7)
+    assert [(m.type, m.stream) for m in sent] == [
+        ("SCHEMA", "endpoints"),
+        ("ACTIVATE_VERSION", "endpoints"),
+    ], "Stream._write_schema_message / _write_activate_version_message changed what they write"
+    assert sent[1].version == 7
+    assert isinstance(stream._initialized_at, int), "Stream._initialized_at is gone"

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 MELTANO_VENV ?= .venv-meltano
 MELTANO      := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install meltano demo test test-fast lint bench bench-memory clean
+.PHONY: install meltano demo test test-fast test-compat lint bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP) $(MELTANO)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Unit tests and one end-to-end tap sync on the newest singer-sdk and dlt, pre-releases
+# included, in a virtualenv of their own (.venv-compat). Not part of `make test`.
+test-compat:
+	PYTHON=$(PYTHON) scripts/test_compat.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ import requests_mock
 from analytics_api.client import ApiClient, ClientSettings
 from analytics_api.config import api_key_problem, base_url_problem, start_date_problem
 from analytics_api.errors import PaginationError
-from analytics_api.paging import CursorWalk, next_cursor
+from analytics_api.paging import CursorWalk, Page, next_cursor
 from analytics_api.redact import excerpt, redact
 from analytics_api.retry import RetryPolicy, retry_after_seconds
 from analytics_api.timestamps import canonical, latest_timestamp
@@ -140,29 +140,32 @@ def test_a_429_pauses_requests_of_every_thread(monkeypatch: pytest.MonkeyPatch) 
     assert len(others) == 1 and 0 < others[0] <= 30  # the other thread waits the rest of it
 
 
-def test_max_concurrency_bounds_requests_in_flight() -> None:
-    """Eight threads share a client limited to 2: never more than 2 requests at once."""
+def test_max_concurrency_bounds_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads share a client limited to 2: never more than 2 attempts at once.
+
+    Each attempt is held until a second one is in flight, so an unbounded client shows up as
+    more than 2 at once (the wait's timeout only guards against a hang, it asserts nothing).
+    """
     client = ApiClient(ClientSettings(BASE, KEY, max_concurrency=2))
     lock = threading.Lock()
     in_flight = [0, 0]  # now, max
-    release = threading.Event()
+    two_in = threading.Event()
 
-    def respond(request: object, context: object) -> dict[str, object]:
+    def attempt(*_: object) -> Page:
         with lock:
             in_flight[0] += 1
             in_flight[1] = max(in_flight[1], in_flight[0])
-            if in_flight[0] == 2:
-                release.set()  # both slots taken: let everyone through
-        release.wait()
+            if in_flight[0] >= 2:
+                two_in.set()
+        two_in.wait(timeout=30)
         with lock:
             in_flight[0] -= 1
-        return {"data": [], "iterator": None, "done": True}
+        return Page(data=[], done=True)
 
-    with requests_mock.Mocker() as mocker:
-        mocker.get(BASE + "/a", json=respond)
-        threads = [threading.Thread(target=client.get_page, args=("s", "/a", {})) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    monkeypatch.setattr(client, "_attempt", attempt)
+    threads = [threading.Thread(target=client.get_page, args=("s", "/a", {})) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert in_flight[1] == 2

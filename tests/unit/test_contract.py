@@ -143,29 +143,38 @@ def test_a_429_pauses_requests_of_every_thread(monkeypatch: pytest.MonkeyPatch) 
 def test_max_concurrency_bounds_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight threads share a client limited to 2: never more than 2 attempts at once.
 
-    Each attempt is held until a second one is in flight, so an unbounded client shows up as
-    more than 2 at once (the wait's timeout only guards against a hang, it asserts nothing).
+    Attempts are held until every thread has asked and a moment has passed, so an unbounded
+    client shows up as more than 2 at once. The moment only makes the check sharper; a slow
+    machine cannot make a correct client fail it.
     """
     client = ApiClient(ClientSettings(BASE, KEY, max_concurrency=2))
     lock = threading.Lock()
     in_flight = [0, 0]  # now, max
-    two_in = threading.Event()
+    all_asked = threading.Barrier(9)
+    held = threading.Event()
 
     def attempt(*_: object) -> Page:
         with lock:
             in_flight[0] += 1
             in_flight[1] = max(in_flight[1], in_flight[0])
-            if in_flight[0] >= 2:
-                two_in.set()
-        two_in.wait(timeout=30)
+        held.wait(timeout=60)
         with lock:
             in_flight[0] -= 1
         return Page(data=[], done=True)
 
+    def ask() -> None:
+        all_asked.wait()
+        client.get_page("s", "/a", {})
+
     monkeypatch.setattr(client, "_attempt", attempt)
-    threads = [threading.Thread(target=client.get_page, args=("s", "/a", {})) for _ in range(8)]
+    threads = [threading.Thread(target=ask) for _ in range(8)]
     for thread in threads:
         thread.start()
+    all_asked.wait()
+    while in_flight[1] < 2:  # wait for the event "the first two are in"
+        time.sleep(0.001)
+    time.sleep(0.2)  # room for a third to get in if nothing stops it
+    held.set()
     for thread in threads:
         thread.join()
     assert in_flight[1] == 2

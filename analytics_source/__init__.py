@@ -38,6 +38,7 @@ from analytics_api.limits import (
 )
 from analytics_api.retry import RetryPolicy
 from analytics_api.timestamps import canonical
+from analytics_source.deletions import check_delete_mode
 from analytics_source.helpers import stream_resources
 from analytics_source.hints import MAX_TABLE_NESTING
 from analytics_source.settings import (
@@ -74,6 +75,7 @@ def analytics_source(
     request_timeout: float = DEFAULT_TIMEOUT,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     parallelized: bool = True,
+    deletes: str = "off",
 ) -> list[DltResource]:
     """The eight streams of the analytics API, one resource (and table) each.
 
@@ -83,8 +85,12 @@ def analytics_source(
     `.dlt/secrets.toml`. `start_date` only matters on the first run: later runs continue from the
     state. With `parallelized` (default), up to `max_concurrency` parents' child lists are fetched
     at once (and never more requests than that in flight); without it every request waits for
-    the one before. Raises `ValueError` for unusable settings, naming them but never their values.
+    the one before. `deletes` ("off", "soft", "hard"): after each stream's complete scan, rows
+    no longer returned by the API get `_sdc_deleted_at` set (soft) or are deleted (hard), in the
+    same load package; such a run reads every record (no incremental filter). Raises
+    `ValueError` for unusable settings, naming them but never their values.
     """
+    mode = check_delete_mode(deletes)
     problems = settings_problems(
         base_url,
         api_key,
@@ -119,6 +125,7 @@ def analytics_source(
         client,
         initial_value=canonical(start_date) if start_date else None,
         workers=max_concurrency if parallelized else 1,
+        deletes=mode,
     )
 
 

@@ -37,6 +37,15 @@ from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, ch
 from analytics_api.timestamps import canonical_from_datetime, latest_timestamp
 from analytics_api.validate import RecordValidator, SchemaViolation
 from analytics_source.compat import cap_bookmark
+from analytics_source.deletions import (
+    DeleteMode,
+    json_columns_of,
+    live_keys,
+    merge_problem,
+    run_time,
+    tombstones,
+    with_deleted_at,
+)
 from analytics_source.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
 from analytics_source.settings import ROWS_PER_BATCH
 
@@ -231,26 +240,58 @@ def stream_resource(
     *,
     initial_value: str | None = None,
     workers: int = 1,
+    deletes: DeleteMode = "off",
+    deleted_at: dt.datetime | None = None,
 ) -> DltResource:
-    """One stream as a dlt resource named (and with a table named) after the stream."""
+    """One stream as a dlt resource named (and with a table named) after the stream.
+
+    With `deletes` soft or hard there is no incremental (every record is loaded, like the tap's
+    FULL_TABLE), and after the complete scan the keys live in the destination that the scan did
+    not return are marked or deleted (`analytics_source.deletions`) in the same load package.
+    """
     process = RowProcessor(definition, sequence)
+    hints = with_deleted_at(
+        table_hints(definition.name, definition.schema, [definition.primary_key]), deletes
+    )
 
     def rows() -> Iterator[list[Row]]:
         started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
         if definition.is_child:
-            yield from child_rows(client, definition, process, workers)
+            batches = child_rows(client, definition, process, workers)
         else:
-            yield from list_rows(client, definition, process)
-        # Like the tap's signpost: no bookmark may pass the run's start (see `cap_bookmark`).
-        cap_bookmark(definition.name, definition.replication_key, started)
+            batches = list_rows(client, definition, process)
+        if deletes == "off":
+            yield from batches
+            # Like the tap's signpost: no bookmark may pass the run's start (see `cap_bookmark`).
+            cap_bookmark(definition.name, definition.replication_key, started)
+            return
+        pipeline = dlt.current.pipeline()
+        if problem := merge_problem(pipeline):
+            raise ValueError(f"stream '{definition.name}': deletes={deletes!r}: {problem}")
+        key = definition.primary_key
+        sent: set[Any] = set()
+        for batch in batches:
+            sent.update(row[key] for row in batch)
+            yield batch
+        # the scan is complete: only now may anything be deleted
+        missing = live_keys(pipeline, definition.name, key, deletes) - sent
+        marks = tombstones(
+            pipeline,
+            definition.name,
+            key,
+            missing,
+            deletes,
+            deleted_at or run_time(),
+            sequence.take(len(missing)),
+            json_columns_of(hints["columns"]),
+        )
+        if marks:
+            yield marks
 
     rows.__name__ = rows.__qualname__ = definition.name
-    hints = table_hints(definition.name, definition.schema, [definition.primary_key])
+    incremental = stream_incremental(definition, initial_value) if deletes == "off" else None
     return dlt.resource(  # type: ignore[no-any-return,call-overload]
-        rows,
-        name=definition.name,
-        incremental=stream_incremental(definition, initial_value),
-        **hints,
+        rows, name=definition.name, incremental=incremental, **hints
     )
 
 
@@ -261,10 +302,20 @@ def stream_resources(
     workers: int = 1,
     streams: Iterable[StreamDefinition] = STREAMS,
     sequence: SequenceGenerator | None = None,
+    deletes: DeleteMode = "off",
 ) -> list[DltResource]:
-    """A resource per stream, sharing one client and one `_sdc_sequence` counter."""
+    """A resource per stream, sharing one client, one `_sdc_sequence` counter, one run time."""
     sequence = sequence or SequenceGenerator()
+    deleted_at = run_time()
     return [
-        stream_resource(client, d, sequence, initial_value=initial_value, workers=workers)
+        stream_resource(
+            client,
+            d,
+            sequence,
+            initial_value=initial_value,
+            workers=workers,
+            deletes=deletes,
+            deleted_at=deleted_at,
+        )
         for d in streams
     ]

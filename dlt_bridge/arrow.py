@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.json import json as dlt_json
 
-__all__ = ["ArrowBatcher"]
+__all__ = ["ArrowBatcher", "normalizes_in_subprocesses"]
 
 _DIRECT: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -126,3 +127,22 @@ class ArrowBatcher:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         return pa.Table.from_arrays([arrays[f.name] for f in self._fields], schema=self._schema)
+
+
+def normalizes_in_subprocesses(pipeline: Any) -> bool:
+    """Whether the user set `normalize.workers` above 1 (dlt then normalizes in subprocesses).
+
+    Those only see dlt's own config sources, not the bridge's defaults, so arrow tables would
+    miss `_dlt_id` there: the loader then hands dicts only.
+    """
+    for key in (f"{pipeline.pipeline_name}.normalize.workers", "normalize.workers"):
+        try:
+            value: Any = dlt.config.get(key)
+        except Exception:  # unparsable: dlt reports it in normalize
+            continue
+        if value is not None:
+            try:
+                return int(value) > 1
+            except (TypeError, ValueError):
+                return False
+    return False

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 EXIT_OK = 0
@@ -96,6 +96,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_deletes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deletes",
+        choices=["off", "soft", "hard"],
+        default="off",
+        help="apply ACTIVATE_VERSION: rows a stream's complete version did not send get"
+        " _sdc_deleted_at set (soft) or are deleted (hard), committed with the run's rows and"
+        " state; off ignores ACTIVATE_VERSION. `run` puts the tap in its deletion mode"
+        " (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlt-bridge",
@@ -110,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", help="read messages from this file instead of stdin", metavar="FILE"
     )
     _add_common(p_load)
+    _add_deletes(p_load)
     p_run = sub.add_parser(
         "run",
         help="run tap-analytics with the state stored in the destination and load its output",
@@ -121,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="command that runs the tap (default: this Python's `-m tap_analytics`)",
     )
     _add_common(p_run)
+    _add_deletes(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
     _add_common(p_state)
 
@@ -172,6 +186,11 @@ def default_tap_command() -> list[str]:
 def _find_input_error(exc: BaseException) -> Any:
     from dlt_bridge.messages import BridgeInputError
 
+    return _find_error(exc, BridgeInputError)
+
+
+def _find_error(exc: BaseException, cls: type[BaseException]) -> Any:
+    """The exception of class `cls` inside dlt's wrappers, if any."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -179,7 +198,7 @@ def _find_input_error(exc: BaseException) -> Any:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, BridgeInputError):
+        if isinstance(e, cls):
             return e
         stack.extend([e.__cause__, e.__context__, getattr(e, "exception", None)])
     return None
@@ -222,14 +241,23 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
     proc: subprocess.Popen[bytes] | None = None
     tmpdir: tempfile.TemporaryDirectory[str] | None = None
     source: Any
+    on_input_end: Callable[[], None] | None = None
     if run_tap:
         state = stored_singer_state(pipeline, source_name_for(options))
         command = shlex.split(args.tap_command) if args.tap_command else default_tap_command()
-        command += ["--config", args.config]
-        if args.catalog:
-            command += ["--catalog", args.catalog]
+        config, catalog = args.config, args.catalog
+        tmpdir = tempfile.TemporaryDirectory(prefix="dlt-bridge-")
+        if args.deletes != "off":  # the tap's deletion mode: FULL_TABLE + ACTIVATE_VERSION
+            from dlt_bridge.deletes import tap_files_for_deletes
+
+            try:
+                config, catalog = tap_files_for_deletes(command, config, catalog, tmpdir.name)
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.error("--deletes %s: could not prepare the tap: %s", args.deletes, exc)
+                tmpdir.cleanup()
+                return EXIT_USAGE
+        command += ["--config", config] + (["--catalog", catalog] if catalog else [])
         if state is not None:
-            tmpdir = tempfile.TemporaryDirectory(prefix="dlt-bridge-")
             state_path = os.path.join(tmpdir.name, "state.json")
             with open(state_path, "w", encoding="utf-8") as fh:
                 _print_state(fh, state)
@@ -250,6 +278,15 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
         def tap_failed() -> bool:
             return tap.wait() != 0
 
+        if args.deletes != "off":
+            from dlt_bridge.deletes import TapFailedError
+
+            def tap_must_succeed() -> None:  # a failed scan must not delete: commit nothing
+                if tap.wait() != 0:
+                    raise TapFailedError(tap.returncode)
+
+            on_input_end = tap_must_succeed
+
         reader = SingerReader(source, on_truncated_tail=tap_failed)
         on_state = None
     else:
@@ -259,7 +296,13 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
         def on_state(value: Any) -> None:
             _print_state(sys.stdout, value)
 
-    loader = SingerLoader(pipeline, options, on_state_committed=on_state)
+    loader = SingerLoader(
+        pipeline,
+        options,
+        on_state_committed=on_state,
+        deletes=args.deletes,
+        on_input_end=on_input_end,
+    )
     try:
         summary = loader.load(reader)
     except BaseException as exc:
@@ -278,6 +321,11 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
             else:
                 log.error("bad input, nothing of this run was committed: %s", input_error)
             return EXIT_BAD_INPUT
+        from dlt_bridge.deletes import TapFailedError
+
+        if (failed := _find_error(exc, TapFailedError)) is not None:
+            log.error("%s; with --deletes nothing of this run was committed", failed)
+            return EXIT_TAP_FAILED
         if isinstance(exc, KeyboardInterrupt):
             log.error("interrupted")
             return 130

@@ -25,6 +25,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_source.deletions import DeleteMode, with_deleted_at
 from analytics_source.hints import (
     MAX_TABLE_NESTING,
     SEQUENCE_COLUMN,
@@ -32,7 +33,8 @@ from analytics_source.hints import (
     destination_column_name,
     table_hints,
 )
-from dlt_bridge.arrow import ArrowBatcher
+from dlt_bridge.arrow import ArrowBatcher, normalizes_in_subprocesses
+from dlt_bridge.deletes import DeletionTracker
 from dlt_bridge.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -100,6 +102,8 @@ class SingerLoader:
         options: BridgeOptions,
         *,
         on_state_committed: Callable[[Any], None] | None = None,
+        deletes: DeleteMode = "off",
+        on_input_end: Callable[[], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.options = options
@@ -119,7 +123,12 @@ class SingerLoader:
         self._started = time.monotonic()
         self._next_progress = self._started + options.progress_interval
         self._since_commit = 0
-        self._arrow = options.arrow and not _normalizes_in_subprocesses(pipeline)
+        self._arrow = options.arrow and not normalizes_in_subprocesses(pipeline)
+        self.deletes = (  # ACTIVATE_VERSION applied at the end of the input (dlt_bridge.deletes)
+            DeletionTracker(pipeline, deletes, self._sequence, on_input_end=on_input_end)
+            if deletes != "off"
+            else None
+        )
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -182,6 +191,7 @@ class SingerLoader:
         streams = self._streams
         sequence = self._sequence
         progress = self.options.progress_interval > 0
+        deletes = self.deletes
         for line, message in iterator:
             kind = type(message)
             if kind is RecordMessage:
@@ -200,6 +210,8 @@ class SingerLoader:
                 if not record.keys() <= stream.known_fields:
                     self._warn_unknown_fields(line, stream, record)
                 record[SEQUENCE_COLUMN] = sequence()
+                if deletes is not None:
+                    deletes.on_record(stream.name, stream.key_properties, record, message.version)  # type: ignore[union-attr]
                 buffer = stream.buffer
                 buffer.append(record)
                 stream.records += 1
@@ -221,6 +233,10 @@ class SingerLoader:
                 yield from self._on_schema(line, message)  # type: ignore[arg-type]
             elif kind is BatchMessage:
                 yield from self._on_batch(line, message)  # type: ignore[arg-type]
+            elif kind is ActivateVersionMessage and deletes is not None:
+                stream = streams.get(message.stream)  # type: ignore[union-attr]
+                has_schema = stream is not None and stream.validator is not None
+                deletes.on_activate(line, message, has_schema, source_state)  # type: ignore[arg-type]
             elif kind is ActivateVersionMessage:
                 log.debug(
                     "line %d: ACTIVATE_VERSION for %r ignored (merge/append tables keep rows)",
@@ -229,6 +245,8 @@ class SingerLoader:
                 )
         self._exhausted = True
         yield from self._flush_all()
+        if deletes is not None:
+            yield from deletes.finish(streams, source_state)
 
     def _on_schema(self, line: int, message: SchemaMessage) -> Iterator[Any]:
         stream = self._streams.get(message.stream)
@@ -258,6 +276,9 @@ class SingerLoader:
             stream.warned_fields, (SEQUENCE_COLUMN,)
         )
         stream.hints = table_hints(message.stream, message.schema, keys)
+        if self.deletes is not None:
+            self.deletes.on_schema(line, message.stream, keys)
+            stream.hints = with_deleted_at(stream.hints, self.deletes.mode)
         stream.hints_dirty = True
         columns = stream.hints["columns"]
         retyped = any(
@@ -285,6 +306,8 @@ class SingerLoader:
                         line, f"BATCH file {file!r} line {file_line}: {exc.reason}", stream.name
                     ) from None
                 record[SEQUENCE_COLUMN] = self._sequence()
+                if self.deletes is not None:
+                    self.deletes.on_record(stream.name, stream.key_properties, record, None)
                 stream.buffer.append(record)
                 stream.records += 1
                 self._since_commit += 1
@@ -375,22 +398,3 @@ class SingerLoader:
         log.info(
             "received %s records (%s rec/s) %s", f"{total:,}", f"{total / elapsed:,.0f}", per_stream
         )
-
-
-def _normalizes_in_subprocesses(pipeline: dlt.Pipeline) -> bool:
-    """Whether the user set `normalize.workers` above 1 (dlt then normalizes in subprocesses).
-
-    Those only see dlt's own config sources, not the bridge's defaults, so arrow tables would
-    miss `_dlt_id` there: the loader then hands dicts only.
-    """
-    for key in (f"{pipeline.pipeline_name}.normalize.workers", "normalize.workers"):
-        try:
-            value: Any = dlt.config.get(key)
-        except Exception:  # unparsable: dlt reports it in normalize
-            continue
-        if value is not None:
-            try:
-                return int(value) > 1
-            except (TypeError, ValueError):
-                return False
-    return False

@@ -26,6 +26,7 @@ from analytics_api.errors import AnalyticsAPIError
 from analytics_api.redact import redact
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_source import analytics_source, settings_problems
+from analytics_source.deletions import merge_problem
 from analytics_source.settings import (
     API_KEY_ENV,
     API_KEY_ENV_FALLBACK,
@@ -162,6 +163,13 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="fetch several parents' child lists at once (default: on; off: one at a time)",
     )
     api.add_argument("--streams", help="comma-separated streams to load (default: all eight)")
+    api.add_argument(
+        "--deletes",
+        choices=["off", "soft", "hard"],
+        default="off",
+        help="after each stream's complete scan, rows gone upstream get _sdc_deleted_at set"
+        " (soft) or are deleted (hard), with the run's rows; reads every record (default: off)",
+    )
     destination = parser.add_argument_group("destination (defaults: dlt config, then these)")
     for flag, options in _DESTINATION_FLAGS:
         destination.add_argument(flag, **options)
@@ -203,7 +211,10 @@ def run_native(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    source = analytics_source(base_url=base_url, api_key=api_key, **options)
+    if args.deletes != "off" and (cannot := merge_problem(pipeline)):
+        log.error("--deletes %s: %s", args.deletes, cannot)
+        return 2
+    source = analytics_source(base_url=base_url, api_key=api_key, deletes=args.deletes, **options)
     if selected:
         source = source.with_resources(*selected)
     try:

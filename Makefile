@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 MELTANO_VENV ?= .venv-meltano
 MELTANO      := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install meltano demo test test-fast test-compat lint bench bench-memory clean
+.PHONY: install meltano postgres demo test test-fast test-compat lint bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,18 @@ meltano: $(MELTANO)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP) $(MELTANO)
+# The PostgreSQL server binaries the tests start a throwaway cluster with (tests/postgres.py):
+# the Debian `postgresql` package, installed with apt-get when missing (sudo unless root).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries: present"; \
+	else \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends postgresql; \
+	fi
+
+test: $(STAMP) $(MELTANO) postgres
 	MELTANO_BIN=$(CURDIR)/$(MELTANO) RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

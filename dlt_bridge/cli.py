@@ -56,9 +56,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("loading")
     g.add_argument(
         "--loader-file-format",
-        choices=["parquet", "jsonl"],
-        default="parquet",
-        help="file format of the load packages (default: %(default)s, the faster one measured)",
+        choices=["auto", "parquet", "jsonl", "insert_values", "csv"],
+        default="auto",
+        help="file format of the load packages; auto: parquet (the faster one measured) where"
+        " the destination loads it, else the destination's preferred format, e.g. insert_values"
+        " on PostgreSQL (default: %(default)s)",
     )
     g.add_argument(
         "--batch-size",

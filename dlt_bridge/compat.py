@@ -5,16 +5,20 @@ dlt documents custom config providers (`dlt.config.register_provider`) but gives
 the first time anything asks for dlt's run context, or (b) learn which pipeline a lookup is made
 for when it is made without the pipeline-name prefix. Both live here, with a unit test
 (`tests/unit/test_bridge_compat.py`) that fails loudly when a dlt release changes them.
+(c) Deleting an extracted package whose normalized copy is committed
+(`drop_committed_extracted_packages`; tested by tests/e2e/test_bridge_postgres.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.providers import ConfigProvider
 from dlt.common.configuration.specs import ConfigSectionContext
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
-__all__ = ["add_provider", "current_pipeline_name"]
+__all__ = ["add_provider", "current_pipeline_name", "drop_committed_extracted_packages"]
 
 
 def add_provider(provider: ConfigProvider) -> bool:
@@ -40,3 +44,20 @@ def current_pipeline_name() -> str | None:
     """Name of the pipeline whose step is resolving configuration right now, if any."""
     context = Container()[ConfigSectionContext]
     return context.pipeline_name
+
+
+def drop_committed_extracted_packages(pipeline: Any) -> list[str]:
+    """Delete extracted packages that were already normalized and committed; their ids.
+
+    dlt's normalize commits a package by renaming it into `load/normalized`, then deletes the
+    extracted copy. A process killed between the two leaves both, and normalizing the extracted
+    copy again fails on every later run ("Directory not empty" on the rename). The normalized copy
+    is the committed, complete one, so the extracted leftover goes, as dlt's next step would have.
+    """
+    normalized = set(pipeline.list_normalized_load_packages())
+    stale = [i for i in pipeline.list_extracted_load_packages() if i in normalized]
+    if stale:
+        extracted = pipeline._get_normalize_storage().extracted_packages
+        for load_id in stale:
+            extracted.delete_package(load_id)
+    return stale

@@ -71,17 +71,25 @@ def load_native(
     pipeline: dlt.Pipeline,
     source: DltSource,
     *,
-    loader_file_format: str = "parquet",
+    loader_file_format: str = "auto",
     on_pending: str = "load",
 ) -> NativeRunSummary:
     """Finish (or abort) packages a failed run left behind, sync state, then run the source.
 
+    `loader_file_format="auto"`: see `dlt_bridge.pipeline.choose_loader_file_format`.
+
     The incremental state travels in the same load package as the data, so a failed run does not
     move it (see `dlt_bridge.pipeline.prepare`).
     """
-    from dlt_bridge.pipeline import load_workers, location_of, prepare
+    from dlt_bridge.pipeline import (
+        choose_loader_file_format,
+        load_workers,
+        location_of,
+        prepare,
+    )
 
     started = time.monotonic()
+    loader_file_format = choose_loader_file_format(pipeline, loader_file_format)
     prepare(pipeline, "abort" if on_pending == "abort" else "load")
     pipeline.extract(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
     pipeline.normalize()
@@ -121,13 +129,15 @@ _HELP = {
     "max_concurrency": "requests in flight at once (default: %(default)s)",
 }
 _PIPELINE_HELP = "also names the default DuckDB file <name>.duckdb (default: %(default)s)"
+_FILE_FORMATS = ["auto", "parquet", "jsonl", "insert_values", "csv"]
+_FORMAT_HELP = "auto: parquet where the destination loads it, else its preferred format"
 _PENDING_HELP = "load packages a failed run left behind: finish or discard them"
 _DESTINATION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--destination", {"help": "dlt destination (default: dlt config, else duckdb)"}),
     ("--dataset-name", {"help": f"default: dlt config, else {DEFAULT_DATASET_NAME}"}),
     ("--pipeline-name", {"default": DEFAULT_PIPELINE_NAME, "help": _PIPELINE_HELP}),
     ("--pipelines-dir", {"help": "dlt working directory root (default: dlt's own)"}),
-    ("--loader-file-format", {"choices": ["parquet", "jsonl"], "default": "parquet"}),
+    ("--loader-file-format", {"choices": _FILE_FORMATS, "default": "auto", "help": _FORMAT_HELP}),
     ("--on-pending", {"choices": ["load", "abort"], "default": "load", "help": _PENDING_HELP}),
     ("--log-level", {"default": "INFO", "choices": ["DEBUG", "INFO", "WARNING", "ERROR"]}),
 ]
@@ -198,16 +208,15 @@ def run_native(args: argparse.Namespace) -> int:
     if problems:
         return 2
     assert base_url is not None and api_key is not None
+    bridge_options = BridgeOptions(
+        pipeline_name=args.pipeline_name,
+        destination=args.destination,
+        dataset_name=args.dataset_name,
+        pipelines_dir=args.pipelines_dir,
+        loader_file_format=args.loader_file_format,
+    )
     try:
-        pipeline = create_pipeline(
-            BridgeOptions(
-                pipeline_name=args.pipeline_name,
-                destination=args.destination,
-                dataset_name=args.dataset_name,
-                pipelines_dir=args.pipelines_dir,
-                loader_file_format=args.loader_file_format,
-            )
-        )
+        pipeline = create_pipeline(bridge_options)  # resolves loader_file_format `auto`
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -219,7 +228,10 @@ def run_native(args: argparse.Namespace) -> int:
         source = source.with_resources(*selected)
     try:
         summary = load_native(
-            pipeline, source, loader_file_format=args.loader_file_format, on_pending=args.on_pending
+            pipeline,
+            source,
+            loader_file_format=bridge_options.loader_file_format,
+            on_pending=args.on_pending,
         )
     except Exception as exc:
         log.error(

@@ -24,13 +24,15 @@ from typing import Any, Literal
 import dlt
 
 from analytics_source.hints import destination_column_name
-from dlt_bridge import defaults
+from dlt_bridge import compat, defaults
 
 __all__ = [
+    "AUTO",
     "DEFAULT_DATASET_NAME",
     "DEFAULT_PIPELINE_NAME",
     "BridgeOptions",
     "PendingPolicy",
+    "choose_loader_file_format",
     "create_pipeline",
     "is_duckdb",
     "location_of",
@@ -45,6 +47,8 @@ DEFAULT_DATASET_NAME = "analytics"
 DEFAULT_DESTINATION = "duckdb"
 
 PendingPolicy = Literal["load", "abort"]
+AUTO = "auto"
+"""`loader_file_format` value: let `choose_loader_file_format` pick one the destination takes."""
 
 
 @dataclass
@@ -56,7 +60,9 @@ class BridgeOptions:
     """None -> dlt config (`dataset_name`) -> `analytics`."""
     pipelines_dir: str | None = None
     """dlt working directory root; None -> dlt's default (~/.dlt/pipelines)."""
-    loader_file_format: str = "parquet"
+    loader_file_format: str = AUTO
+    """`auto`: parquet where the destination loads it, else its preferred format (see
+    `choose_loader_file_format`); `create_pipeline` replaces it with the format chosen."""
     batch_size: int = 5000
     """Rows per yielded list, per table."""
     progress_interval: float = 10.0
@@ -67,7 +73,8 @@ class BridgeOptions:
     source_name: str | None = None
     """dlt source/schema name holding the state; defaults to the pipeline name."""
     arrow: bool = True
-    """Hand dlt pyarrow tables where they give the same tables as dicts (`dlt_bridge.arrow`)."""
+    """Hand dlt pyarrow tables where they give the same tables as dicts (`dlt_bridge.arrow`);
+    `create_pipeline` turns it off unless the load files are parquet."""
 
 
 def source_name_for(options: BridgeOptions) -> str:
@@ -97,6 +104,10 @@ def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
             **kwargs,
         )
     _check_duckdb_name(pipeline)
+    options.loader_file_format = choose_loader_file_format(pipeline, options.loader_file_format)
+    # arrow tables only pay off as parquet; dlt converts them row by row to other formats
+    options.arrow = options.arrow and options.loader_file_format == "parquet"
+    log.debug("load file format: %s", options.loader_file_format)
     if (
         is_duckdb(pipeline)
         and options.loader_file_format == "parquet"
@@ -113,6 +124,35 @@ def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
             " {'x': 1, 'y': null}). Use parquet (the default) to keep objects as sent."
         )
     return pipeline
+
+
+def choose_loader_file_format(pipeline: dlt.Pipeline, requested: str = AUTO) -> str:
+    """The load file format for `pipeline`: `requested` unless it is `auto`; for `auto`, parquet
+    when the destination loads parquet (the fastest measured, and the format of the bridge's
+    arrow tables), else the destination's preferred format.
+
+    Read from the destination's capabilities, including its per-table format selector: PostgreSQL
+    lists parquet but only loads it with an ADBC driver installed; without one dlt would fall back
+    with two warnings per table, so `auto` takes its preferred `insert_values` there.
+    """
+    if requested != AUTO:
+        return requested
+    if pipeline.destination is None:
+        return "parquet"
+    caps = pipeline.destination.capabilities()
+    if pipeline.staging is not None and caps.supported_staging_file_formats:
+        staged = list(caps.supported_staging_file_formats)
+        return "parquet" if "parquet" in staged else str(caps.preferred_staging_file_format)
+    preferred = caps.preferred_loader_file_format
+    supported: Any = list(caps.supported_loader_file_formats or [])
+    if caps.loader_file_format_selector is not None:
+        probe: Any = {"name": "_dlt_bridge_probe", "columns": {}}  # no file_format hint: no warning
+        preferred, supported = caps.loader_file_format_selector(
+            preferred, supported, table_schema=probe
+        )
+    if "parquet" in supported:
+        return "parquet"
+    return str(preferred or "parquet")
 
 
 def is_duckdb(pipeline: dlt.Pipeline) -> bool:
@@ -177,6 +217,12 @@ def prepare(pipeline: dlt.Pipeline, on_pending: PendingPolicy = "load") -> None:
     is not lost. `abort`: discard them; dlt rewinds the local state to before them, and the next
     tap run starts from the state stored with the last completed load.
     """
+    if stale := compat.drop_committed_extracted_packages(pipeline):
+        log.warning(
+            "an interrupted run was killed after normalizing package(s) %s: removed their"
+            " extracted copies, the normalized ones are loaded below",
+            ", ".join(stale),
+        )
     if pipeline.has_pending_data:
         extracted = list(pipeline.list_extracted_load_packages())
         normalized = list(pipeline.list_normalized_load_packages())

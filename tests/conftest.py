@@ -61,3 +61,25 @@ def fake_api_factory() -> Iterator[Callable[..., FakeHandle]]:
     yield factory
     for api in reversed(started):
         api.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the whole session (tests/postgres.py).
+
+    Started on first use, stopped and removed at the end. Missing server binaries fail the test
+    (`make postgres` installs them) unless ANALYTICS_SKIP_POSTGRES=1, which skips it.
+    Use `postgres.create_database()` for a database of the test's own and `postgres.dsn(db)`.
+    """
+    from tests.postgres import PostgresUnavailable, skip_requested, start_cluster
+
+    if skip_requested():
+        pytest.skip("ANALYTICS_SKIP_POSTGRES=1: PostgreSQL tests skipped")
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,10 +1,12 @@
-"""Helpers shared by end-to-end tests: run the tap as a process, compare with the fake's dump."""
+"""Helpers shared by all tests: parse the tap's Singer output (one parser, one result type), run
+the tap as a process, compare with the fake's dump."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,30 @@ from typing import Any
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 
 
+def json_lines(text: str) -> list[Any]:
+    """One JSON document per non-blank line (Singer messages, printed states, JSONL files)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def records_by_stream(messages: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """RECORD payloads per stream, in order; every stream of the API has a (maybe empty) list."""
+    out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in STREAMS}
+    for m in messages:
+        if m["type"] == "RECORD":
+            out.setdefault(m["stream"], []).append(m["record"])
+    return out
+
+
 @dataclass
 class TapRun:
-    returncode: int
+    """A tap run's Singer output, parsed (the one result type of every tap runner in tests/:
+    in-process `tests.unit.mockapi.run_tap`, `run_tap_process` here, the reliability
+    `Workspace.tap`, the conformance tap engine)."""
+
     messages: list[dict[str, Any]]
-    stdout: str
-    stderr: str
+    returncode: int = 0
+    stdout: str = ""
+    stderr: str = ""
 
     def records(self, stream: str) -> list[dict[str, Any]]:
         return [
@@ -28,9 +48,22 @@ class TapRun:
         return [m for m in self.messages if m["type"] == kind]
 
     @property
+    def records_by_stream(self) -> dict[str, list[dict[str, Any]]]:
+        return records_by_stream(self.messages)
+
+    @property
     def last_state(self) -> dict[str, Any]:
+        """The value of the last STATE message ({} when there was none)."""
         states = self.of_type("STATE")
         return states[-1]["value"] if states else {}
+
+
+def parse_tap_output(
+    stdout: str, *, returncode: int = 0, stderr: str = "", singer: bool = True
+) -> TapRun:
+    """The tap's stdout read as Singer lines. `singer=False` for `--discover` / `--about`, which
+    print one JSON document instead (kept in `stdout`, no messages)."""
+    return TapRun(json_lines(stdout) if singer else [], returncode, stdout, stderr)
 
 
 def run_tap_process(
@@ -59,8 +92,7 @@ def run_tap_process(
     result = subprocess.run(
         args, capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
-    messages = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    return TapRun(result.returncode, messages, result.stdout, result.stderr)
+    return parse_tap_output(result.stdout, returncode=result.returncode, stderr=result.stderr)
 
 
 def normalized(stream: str, record: dict[str, Any]) -> dict[str, Any]:

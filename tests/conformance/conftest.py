@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.engines import ENGINES, Outcome, run
-from tests.conformance.servers import ScriptedServer
+from tests.servers import ScriptedServer
 
 API_KEY = "sk_conformance_SECRET_7d3e1b"
 """Distinctive enough that finding it anywhere in a run's output means it leaked."""

@@ -35,6 +35,7 @@ from unittest import mock
 from analytics_api.errors import AnalyticsAPIError
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from analytics_api.timestamps import canonical, canonical_from_datetime
+from tests.support import parse_tap_output
 
 ENGINES = ("tap", "native")
 DATASET = "analytics"
@@ -248,17 +249,12 @@ def _run_tap(
         except Exception as exc:
             error = exc
     stdout = captured.stdout.getvalue().decode("utf-8")
-    messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    output = parse_tap_output(stdout)
     records: dict[str, list[dict[str, Any]]] = {}
-    columns: dict[str, set[str]] = {}
-    state: dict[str, Any] = {}
-    for message in messages:
-        if message["type"] == "RECORD":
-            records.setdefault(message["stream"], []).append(message["record"])
-        elif message["type"] == "SCHEMA":
-            columns[message["stream"]] = set(message["schema"]["properties"])
-        elif message["type"] == "STATE":
-            state = message["value"]
+    for message in output.of_type("RECORD"):
+        records.setdefault(message["stream"], []).append(message["record"])
+    columns = {m["stream"]: set(m["schema"]["properties"]) for m in output.of_type("SCHEMA")}
+    state = output.last_state
     bookmarks = {
         stream: entry["replication_key_value"]
         for stream, entry in (state.get("bookmarks") or {}).items()

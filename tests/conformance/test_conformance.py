@@ -31,7 +31,7 @@ from analytics_api.timestamps import canonical, canonical_from_datetime
 from fake_api import FakeAPI
 from tests.conformance.conftest import API_KEY, Runner
 from tests.conformance.engines import Outcome, all_streams, comparable_set, run_cli
-from tests.conformance.servers import (
+from tests.servers import (
     EMPTY,
     Reply,
     Request,

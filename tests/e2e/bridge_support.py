@@ -15,6 +15,8 @@ from typing import Any
 
 import duckdb
 
+from tests.support import json_lines
+
 DATASET = "analytics"
 DB_FILE = "tap_analytics.duckdb"
 
@@ -28,7 +30,7 @@ class BridgeResult:
     @property
     def states(self) -> list[Any]:
         """STATE values the bridge printed (one JSON document per stdout line)."""
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        return json_lines(self.stdout)
 
 
 def singer_lines(*messages: dict[str, Any] | str | bytes) -> bytes:

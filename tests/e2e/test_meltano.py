@@ -27,7 +27,7 @@ import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from fake_api import DatasetConfig, FakeAPI, parse_ts
-from tests.support import all_dumps, assert_equals_dump, normalized
+from tests.support import all_dumps, assert_equals_dump, json_lines, normalized
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -150,8 +150,7 @@ class MeltanoProject:
         records: dict[str, list[dict[str, Any]]] = {}
         for stream in STREAMS:
             path = self.root / "output" / f"{stream.name}.jsonl"
-            lines = path.read_text("utf-8").splitlines() if path.exists() else []
-            records[stream.name] = [json.loads(line) for line in lines if line.strip()]
+            records[stream.name] = json_lines(path.read_text("utf-8")) if path.exists() else []
         return records
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,80 @@ def test_dlt_bridge_native_subcommand(api: FakeAPI, tmp_path: Path) -> None:
         s.name: len(api.dump(s.name)) for s in STREAMS
     }
     assert api.token not in result.stderr
+
+
+# -- settings refused once a pipeline exists (a DuckDB destination, no data loaded) ------------
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No settings from the environment or a .dlt folder; logs go to caplog."""
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "SOURCES__ANALYTICS__API_KEY",
+        "SOURCES__ANALYTICS__BASE_URL",
+        "API_KEY",
+        "BASE_URL",
+        "TAP_ANALYTICS_API_KEY",
+        "TAP_ANALYTICS_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(native, "_ensure_logging", lambda level: None)
+    monkeypatch.setattr(native.log, "propagate", True)
+
+
+@pytest.mark.usefixtures("isolated")
+def test_duckdb_file_named_like_the_dataset_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", "k")
+    args = parse(
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--pipeline-name",
+        "analytics",
+        "--dataset-name",
+        "analytics",
+        "--pipelines-dir",
+        str(tmp_path / "p"),
+    )
+    with caplog.at_level(logging.ERROR, logger="dlt_bridge"):
+        assert run_native(args) == 2  # a usage error, before any request
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and "'analytics'" in errors[-1]  # names the clashing dataset
+
+
+@pytest.mark.usefixtures("isolated")
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(401, "SOURCES__ANALYTICS__API_KEY"), (403, "--streams"), (422, "--page-size")],
+)
+def test_refusals_give_a_hint_and_never_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    status: int,
+    hint: str,
+) -> None:
+    import requests_mock
+
+    key = "sk_cli_SECRET_77ab"
+    monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", key)
+    args = parse(
+        "--base-url",
+        "https://api.example.com",
+        "--streams",
+        "applications",
+        "--pipelines-dir",
+        str(tmp_path / "p"),
+    )
+    body: dict[str, Any] = {"code": "refused", "detail": f"key {key} refused"}
+    if status == 422:
+        body = {"detail": [{"loc": ["query", "limit"], "msg": f"bad {key}", "type": "x"}]}
+    with requests_mock.Mocker() as mocker, caplog.at_level(logging.DEBUG):
+        mocker.get("https://api.example.com/v1/app", status_code=status, json=body)
+        assert run_native(args) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and f"HTTP {status}" in errors[-1] and "Hint:" in errors[-1]
+    assert hint in errors[-1]
+    assert key not in caplog.text

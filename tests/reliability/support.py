@@ -29,7 +29,7 @@ from typing import Any
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from analytics_api.timestamps import canonical
 from fake_api import TRANSIENT_KINDS, fault_for
-from tests.support import TapRun
+from tests.support import TapRun, json_lines, parse_tap_output
 
 # -- keys and workspaces ------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ class BridgeRun:
 
     @property
     def printed_states(self) -> list[Any]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        return json_lines(self.stdout)
 
 
 @dataclass
@@ -144,8 +144,7 @@ class Workspace:
         stdout = stdout_path.read_text("utf-8")
         stderr = stderr_path.read_text("utf-8", "replace")
         singer = not {"--discover", "--about"} & set(args)  # those print one JSON document
-        messages = [json.loads(line) for line in stdout.splitlines() if line.strip() and singer]
-        return TapRun(proc.returncode, messages, stdout, stderr)
+        return parse_tap_output(stdout, returncode=proc.returncode, stderr=stderr, singer=singer)
 
     # -- the bridge -----------------------------------------------------------------------------
 
@@ -388,14 +387,6 @@ def failing_path(api: Any, stream: str) -> str:
 
 
 # -- records and state ---------------------------------------------------------------------------
-
-
-def records_by_stream(messages: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in STREAMS}
-    for m in messages:
-        if m["type"] == "RECORD":
-            out[m["stream"]].append(m["record"])
-    return out
 
 
 def newest(stream: str, records: Iterable[dict[str, Any]]) -> str | None:

@@ -13,7 +13,6 @@ its newest record, and a tap started from it emits nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import random
@@ -36,7 +35,7 @@ from tests.reliability.support import (
     clean_env,
     new_key,
 )
-from tests.support import all_dumps
+from tests.support import all_dumps, json_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -315,7 +314,7 @@ def pipe_tap_into_load(
     out, err = drains[0].data, drains[1].data
     ws.keep("pipe-bridge.stdout", out)
     ws.keep("pipe-bridge.stderr", err)
-    printed = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    printed = json_lines(out.decode())
     if printed and kill != "bridge":  # STATE is printed only after its data was committed
         assert printed[-1] == stored_state(ws.root)
     return bridge.returncode, err.decode("utf-8", "replace"), landed
@@ -338,8 +337,8 @@ def clean_rerun_with_load(ws: Workspace, config: dict[str, Any], state: Any) -> 
 def last_printed_state(ws: Workspace) -> Any:
     """The last STATE line the previous `load` printed (what Meltano would have stored)."""
     outputs = sorted(ws.out_dir.glob("*pipe-bridge.stdout"))
-    lines = [line for line in outputs[-1].read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else None
+    printed = json_lines(outputs[-1].read_text())
+    return printed[-1] if printed else None
 
 
 @pytest.mark.parametrize(

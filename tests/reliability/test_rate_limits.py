@@ -13,11 +13,10 @@ from tests.reliability.support import (
     Workspace,
     assert_final_state,
     assert_no_duplicate_keys,
-    records_by_stream,
     request_keys,
     simulate_faults,
 )
-from tests.support import all_dumps, assert_equals_dump
+from tests.support import all_dumps, assert_equals_dump, records_by_stream
 
 pytestmark = pytest.mark.e2e
 

@@ -14,17 +14,17 @@ from __future__ import annotations
 import gzip
 import json
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import pytest
 
 from fake_api import DatasetConfig
 from tests.e2e.bridge_support import assert_tables_equal_dump, stored_state
 from tests.reliability.support import Workspace, clean_env, find_secret, new_key
+from tests.servers import Handler, Reply, Request, ScriptedServer
 from tests.support import all_dumps
 
 pytestmark = pytest.mark.e2e
@@ -100,56 +100,19 @@ def test_no_command_leaks_the_key_even_at_debug_level(ws: Workspace, fake_api_fa
 # -- redirects -----------------------------------------------------------------------------------
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """The other origin: records what reaches it, answers with an empty, valid page."""
-
-    seen: list[dict[str, str]]
-
-    def do_GET(self) -> None:
-        self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        body = b'{"data": [], "iterator": null, "done": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class _Redirector(BaseHTTPRequestHandler):
-    """The configured API: redirects every request to the other origin."""
-
-    seen: list[dict[str, str]]
-    status: int
-    location: str
-
-    def do_GET(self) -> None:
-        self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        self.send_response(self.status)
-        self.send_header("Location", self.location + self.path)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def servers() -> Iterator[list[ThreadingHTTPServer]]:
-    started: list[ThreadingHTTPServer] = []
-    yield started
+def servers() -> Iterator[Callable[[], ScriptedServer]]:
+    """Start scripted servers (tests/servers.py); all are closed at the end of the test."""
+    started: list[ScriptedServer] = []
+
+    def start() -> ScriptedServer:
+        server = ScriptedServer().start()
+        started.append(server)
+        return server
+
+    yield start
     for server in started:
-        server.shutdown()
-        server.server_close()
-
-
-def _serve(handler: type[BaseHTTPRequestHandler], started: list[ThreadingHTTPServer]) -> int:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    started.append(server)
-    return int(server.server_address[1])
+        server.close()
 
 
 @pytest.mark.parametrize(
@@ -157,56 +120,44 @@ def _serve(handler: type[BaseHTTPRequestHandler], started: list[ThreadingHTTPSer
     [(302, "localhost"), (301, "127.0.0.1"), (307, "localhost"), (308, "127.0.0.1")],
 )
 def test_authorization_is_not_forwarded_on_a_redirect(
-    ws: Workspace, servers: list[ThreadingHTTPServer], status: int, other_host: str
+    ws: Workspace, servers: Callable[[], ScriptedServer], status: int, other_host: str
 ) -> None:
     """The API answers with a redirect to another origin (another host name, or the same host
     on another port): the key goes nowhere but `base_url`, and the run stops with a clear
     error instead of reading data from the other origin."""
-    other_seen: list[dict[str, str]] = []
-    api_seen: list[dict[str, str]] = []
-    other = type("Other", (_Recorder,), {"seen": other_seen})
-    other_port = _serve(other, servers)
-    redirector = type(
-        "Api",
-        (_Redirector,),
-        {"seen": api_seen, "status": status, "location": f"http://{other_host}:{other_port}"},
+    other = servers()
+    other.empty("/v1/app")  # an empty, valid page, should the client follow
+    origin = f"http://{other_host}:{other.port}"
+    api = servers()
+    api.route(
+        "/v1/app",
+        lambda request: Reply(
+            status, b"", {"Location": f"{origin}{request.path}?{urlencode(request.query)}"}
+        ),
     )
-    api_port = _serve(redirector, servers)
-    run = ws.tap(
-        {"api_key": ws.key, "base_url": f"http://127.0.0.1:{api_port}", "max_concurrency": 1}
-    )
-    assert api_seen and api_seen[0]["authorization"] == f"Bearer {ws.key}"  # sanity
-    assert not any("authorization" in h for h in other_seen), other_seen
-    assert ws.key not in json.dumps(other_seen)
+    run = ws.tap({"api_key": ws.key, "base_url": api.url, "max_concurrency": 1})
+    assert api.requests and api.requests[0].headers["authorization"] == f"Bearer {ws.key}"
+    assert other.requests == []  # not followed at all: neither the key nor anything else
     assert run.returncode != 0
-    assert f"stream 'applications', GET /v1/app: unexpected redirect (HTTP {status})" in run.stderr
-    assert other_seen == []  # not followed at all
+    refused = [line for line in run.stderr.splitlines() if "redirect" in line]
+    assert refused and "stream 'applications'" in refused[-1] and "/v1/app" in refused[-1]
 
 
 # -- error bodies that echo the key ----------------------------------------------------------
 
 
-class _Echo(BaseHTTPRequestHandler):
+def _echo(status: int, content_type: str, pad: int) -> Handler:
     """An API or proxy whose error pages echo the request's Authorization header."""
 
-    status: int
-    content_type: str
-    pad: int
-
-    def do_GET(self) -> None:
-        echo = f"Authorization: {self.headers.get('Authorization')}"
-        if self.content_type == "application/json":
-            body = json.dumps({"code": "echo", "detail": " " * self.pad + echo}).encode()
+    def handle(request: Request) -> Reply:
+        echo = f"Authorization: {request.headers.get('authorization')}"
+        if content_type == "application/json":
+            body = json.dumps({"code": "echo", "detail": " " * pad + echo}).encode()
         else:
-            body = (" " * self.pad + f"<html><body><pre>{echo}</pre></body></html>").encode()
-        self.send_response(self.status)
-        self.send_header("Content-Type", self.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            body = (" " * pad + f"<html><body><pre>{echo}</pre></body></html>").encode()
+        return Reply(status, body, {"Content-Type": content_type})
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    return handle
 
 
 @pytest.mark.parametrize(
@@ -222,14 +173,18 @@ class _Echo(BaseHTTPRequestHandler):
     ],
 )
 def test_error_bodies_that_echo_the_key_are_redacted(
-    ws: Workspace, servers: list[ThreadingHTTPServer], status: int, content_type: str, pad: int
+    ws: Workspace,
+    servers: Callable[[], ScriptedServer],
+    status: int,
+    content_type: str,
+    pad: int,
 ) -> None:
-    handler = type("Echo", (_Echo,), {"status": status, "content_type": content_type, "pad": pad})
-    port = _serve(handler, servers)
+    api = servers()
+    api.route("/v1/app", _echo(status, content_type, pad))
     run = ws.tap(
         {
             "api_key": ws.key,
-            "base_url": f"http://127.0.0.1:{port}",
+            "base_url": api.url,
             "max_concurrency": 1,
             "max_retries": 1,
             "backoff_factor": 0.01,

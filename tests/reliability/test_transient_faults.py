@@ -26,12 +26,11 @@ from tests.reliability.support import (
     assert_no_duplicate_keys,
     assert_states_only_cover_emitted,
     pick_fault_seed,
-    records_by_stream,
     request_keys,
     retry_lines,
     wait_for_faults,
 )
-from tests.support import all_dumps, assert_equals_dump, normalized
+from tests.support import all_dumps, assert_equals_dump, normalized, records_by_stream
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import requests_mock
 
 from analytics_api.streams import STREAMS_BY_NAME
 from tap_analytics.tap import TapAnalytics
+from tests.support import TapRun, parse_tap_output
 
 BASE_URL = "https://api.example.com"
 API_KEY = "sk_test_SECRET_4f2a9c"
@@ -69,6 +69,35 @@ def _value(name: str, spec: dict[str, Any], i: int) -> Any:
     return f"{name}-{i}"
 
 
+class Pages:
+    """A requests-mock JSON callback serving `records` in the API's cursor pages, by fake_api's
+    rule: `limit` per page (default 50), `iterator` = the last item's key even on the last page,
+    only `done` ends; an unknown iterator answers 400. `records` may be replaced between runs."""
+
+    def __init__(self, records: list[dict[str, Any]], key: str = "id") -> None:
+        self.records = records
+        self.key = key
+
+    def __call__(self, request: Any, context: Any) -> dict[str, Any]:
+        query = parse_qs(urlsplit(request.url).query)
+        limit = int(query.get("limit", ["50"])[0])
+        cursor = query.get("iterator", [None])[0]
+        start = 0
+        if cursor is not None:
+            keys = [str(r[self.key]) for r in self.records]
+            if cursor not in keys:
+                context.status_code = 400
+                return {"code": "invalid_iterator", "detail": "unknown iterator"}
+            start = keys.index(cursor) + 1
+        page = [dict(r) for r in self.records[start : start + limit]]
+        return {
+            "data": page,
+            "iterator": str(page[-1][self.key]) if page else None,
+            "prevIterator": None,
+            "done": start + limit >= len(self.records),
+        }
+
+
 @dataclass
 class MockAPI:
     """Serves lists of records per path; records what was requested."""
@@ -84,25 +113,11 @@ class MockAPI:
 
     def _callback(self, path: str, key: str) -> Any:
         def respond(request: Any, context: Any) -> Any:
-            query = parse_qs(urlsplit(request.url).query)
-            limit = int(query.get("limit", ["50"])[0])
-            cursor = query.get("iterator", [None])[0]
+            cursor = parse_qs(urlsplit(request.url).query).get("iterator", [None])[0]
             if (path, cursor) in self.overrides:
                 override = self.overrides[(path, cursor)]
                 return override(request, context) if callable(override) else override
-            records = self.lists[path]
-            start = 0
-            if cursor is not None:
-                ids = [r[key] for r in records]
-                start = ids.index(cursor) + 1
-            page = records[start : start + limit]
-            done = start + limit >= len(records)
-            return {
-                "data": page,
-                "iterator": page[-1][key] if page else None,
-                "prevIterator": None,
-                "done": done,
-            }
+            return Pages(self.lists[path], key)(request, context)
 
         return respond
 
@@ -145,25 +160,8 @@ def serve_everything(api: MockAPI, apps: int = 3, per_app: int = 4, sources: int
         )
 
 
-@dataclass
-class Output:
-    messages: list[dict[str, Any]]
-
-    def records(self, stream: str) -> list[dict[str, Any]]:
-        return [
-            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
-        ]
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["type"] == kind]
-
-    @property
-    def last_state(self) -> dict[str, Any]:
-        return self.of_type("STATE")[-1]["value"]
-
-
-def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None = None) -> Output:
-    """Run a full sync in-process and parse the Singer messages it wrote."""
+def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None = None) -> TapRun:
+    """Run a full sync in-process; its stdout parsed like every other tap run's."""
     buffer = io.BytesIO()
     stdout = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
     tap = TapAnalytics(config=cfg, state=state, catalog=catalog, parse_env_config=False)
@@ -175,15 +173,14 @@ def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None
         tap.message_writer.flush()  # type: ignore[attr-defined]
         stdout.flush()
         sys.stdout = old
-    lines = buffer.getvalue().decode().splitlines()
-    return Output([json.loads(line) for line in lines if line.strip()])
+    return parse_tap_output(buffer.getvalue().decode())
 
 
 def stream_path(name: str, **params: str) -> str:
     return STREAMS_BY_NAME[name].path.format(**params)
 
 
-EMPTY_PAGE = {"data": [], "iterator": None, "prevIterator": None, "done": True}
+EMPTY_PAGE: dict[str, Any] = {"data": [], "iterator": None, "prevIterator": None, "done": True}
 
 
 def serve_empty_children(api: MockAPI) -> None:
@@ -200,3 +197,32 @@ def serve_empty_other_lists(api: MockAPI) -> None:
     for definition in STREAMS_BY_NAME.values():
         if not definition.is_child and definition.name != "applications":
             api.serve(definition.path, [], key=definition.primary_key)
+
+
+# -- helpers for the native source's tests (requests-mock on BASE_URL) -------------------------
+
+
+def queries(mocker: requests_mock.Mocker, path: str) -> list[dict[str, list[str]]]:
+    return [
+        parse_qs(urlsplit(r.url).query)
+        for r in mocker.request_history
+        if urlsplit(r.url).path == path
+    ]
+
+
+def rec(ident: str, updated: str = "2024-01-01T00:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {"id": ident, "createdAt": "2023-12-01T00:00:00Z", "updatedAt": updated, **extra}
+
+
+def serve_apps_with_children(
+    mocker: requests_mock.Mocker, apps: list[dict[str, Any]], per_app: int = 2
+) -> dict[str, list[dict[str, Any]]]:
+    mocker.get(BASE_URL + "/v1/app", json=Pages(apps))
+    children: dict[str, list[dict[str, Any]]] = {}
+    for n, app in enumerate(apps):
+        children[app["id"]] = [
+            rec(f"ep_{n}_{j}", f"2024-02-{10 - n:02d}T00:00:0{j}Z", url=f"https://h/{n}/{j}")
+            for j in range(per_app)
+        ]
+        mocker.get(f"{BASE_URL}/v1/app/{app['id']}/endpoint", json=Pages(children[app["id"]]))
+    return children

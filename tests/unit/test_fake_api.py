@@ -26,7 +26,7 @@ from fake_api import (
     parse_ts,
 )
 from fake_api.__main__ import build_parser
-from tests.conftest import tap_config_for
+from tests.support import json_lines
 
 _session = requests.Session()  # keep-alive: faster than a new connection per request
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z$")
@@ -310,7 +310,7 @@ def test_dump_equals_walking_all_pages(fake_api: FakeAPI) -> None:
         assert got == expected, sdef.name
     # The dump over HTTP is the same JSONL.
     body = requests.get(fake_api.url + "/_fake/dump/endpoints", timeout=5).text
-    assert [json.loads(line) for line in body.splitlines()] == fake_api.dump("endpoints")
+    assert json_lines(body) == fake_api.dump("endpoints")
 
 
 def test_child_path_accepts_uid_and_unknown_parent_is_404(fake_api: FakeAPI) -> None:
@@ -583,33 +583,7 @@ def test_stats_per_template_and_path(fake_api: FakeAPI) -> None:
     assert fake_api.stats()["total"] == 0
 
 
-# ---- processes, binding, CLI ---------------------------------------------------------------
-
-
-def test_subprocess_variant(fake_api_factory: Any) -> None:
-    dataset = DatasetConfig(seed=9, applications=6, event_types=8)
-    api = fake_api_factory(dataset, in_process=False, token="proc-token")
-    assert api.url.startswith("http://127.0.0.1:") and api.proc.poll() is None
-    assert tap_config_for(api) == {"api_key": "proc-token", "base_url": api.url}
-    assert api.tap_config() == tap_config_for(api)
-    expected = Dataset(dataset)
-    assert api.dump("endpoints") == expected.dump("endpoints")
-    assert walk(api, "/v1/app", limit=4)[0] == expected.dump("applications")
-    assert api.stats()["by_template"] == {"/v1/app": 2}
-    api.reset_stats()
-    assert api.stats()["total"] == 0
-    assert api.mutate(0.5, seed=3) == expected.mutate(0.5, seed=3)
-    api.set_faults(FaultConfig(rules=(FaultRule("503", count=1),)))
-    assert api.faults().rules[0].kind == "503"
-    assert get(api, "/v1/app").status_code == 503
-    assert get(api, "/v1/app").status_code == 200
-    assert api.stats()["faults"] == {"503": 1}
-    app = expected.dump("applications")[0]["id"]
-    api.delete_parents("applications", [app])
-    assert get(api, child_path("endpoints", app)).status_code == 404
-    proc = api.proc
-    api.close()
-    assert proc.wait(5) == 0
+# ---- binding, CLI -----------------------------------------------------------------------
 
 
 def test_binds_loopback_only(fake_api: FakeAPI) -> None:

@@ -4,17 +4,13 @@ secrets, incremental."""
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-import dlt
 import pytest
 import requests
 import requests_mock
@@ -32,47 +28,10 @@ from analytics_api.errors import (
 )
 from analytics_api.timestamps import latest_timestamp
 from analytics_source import analytics_source
+from tests.servers import Reply, Request, ScriptedServer, error, page
+from tests.unit.mockapi import BASE_URL, Pages, queries, rec, serve_apps_with_children
 
-BASE_URL = "https://api.example.com"
 API_KEY = "sk_native_SECRET_91c0"
-
-
-# -- a tiny paginating fake ---------------------------------------------------------------------
-
-
-class Served:
-    """Serves `records` in pages like the API: `iterator` is the last id even on the last page."""
-
-    def __init__(self, records: list[dict[str, Any]], key: str = "id") -> None:
-        self.records = records
-        self.key = key
-
-    def __call__(self, request: Any, context: Any) -> dict[str, Any]:
-        query = parse_qs(urlsplit(request.url).query)
-        limit = int(query.get("limit", ["50"])[0])
-        cursor = query.get("iterator", [None])[0]
-        start = 0
-        if cursor is not None:
-            start = [str(r[self.key]) for r in self.records].index(cursor) + 1
-        page = self.records[start : start + limit]
-        return {
-            "data": [dict(r) for r in page],
-            "iterator": str(page[-1][self.key]) if page else None,
-            "prevIterator": None,
-            "done": start + limit >= len(self.records),
-        }
-
-
-def queries(mocker: requests_mock.Mocker, path: str) -> list[dict[str, list[str]]]:
-    return [
-        parse_qs(urlsplit(r.url).query)
-        for r in mocker.request_history
-        if urlsplit(r.url).path == path
-    ]
-
-
-def rec(ident: str, updated: str = "2024-01-01T00:00:00Z", **extra: Any) -> dict[str, Any]:
-    return {"id": ident, "createdAt": "2023-12-01T00:00:00Z", "updatedAt": updated, **extra}
 
 
 @pytest.fixture
@@ -124,7 +83,7 @@ def test_paginator_stops_on_done_although_last_iterator_is_set(
     mocker: requests_mock.Mocker,
 ) -> None:
     records = [rec(f"app_{i}") for i in range(5)]
-    mocker.get(BASE_URL + "/v1/app", json=Served(records))
+    mocker.get(BASE_URL + "/v1/app", json=Pages(records))
     rows = extract("applications", page_size=2)
     assert [r["id"] for r in rows] == [r["id"] for r in records]
     # three pages, the last one with iterator "app_4" and done: true, and no fourth request
@@ -137,7 +96,7 @@ def test_paginator_stops_on_done_although_last_iterator_is_set(
 
 
 def test_single_page_and_empty_list_are_one_request_each(mocker: requests_mock.Mocker) -> None:
-    mocker.get(BASE_URL + "/v1/app", json=Served([rec("app_1")]))
+    mocker.get(BASE_URL + "/v1/app", json=Pages([rec("app_1")]))
     mocker.get(
         BASE_URL + "/v1/operational-webhook/endpoint",
         json={"data": [], "iterator": None, "prevIterator": None, "done": True},
@@ -151,7 +110,7 @@ def test_single_page_and_empty_list_are_one_request_each(mocker: requests_mock.M
 def test_event_types_ask_for_archived_ones(mocker: requests_mock.Mocker) -> None:
     mocker.get(
         BASE_URL + "/v1/event-type",
-        json=Served([{"uuid": "u1", "name": "a", "updatedAt": "2024-01-01T00:00:00Z"}], "uuid"),
+        json=Pages([{"uuid": "u1", "name": "a", "updatedAt": "2024-01-01T00:00:00Z"}], "uuid"),
     )
     assert [r["uuid"] for r in extract("event_types")] == ["u1"]
     assert queries(mocker, "/v1/event-type") == [{"limit": ["250"], "include_archived": ["true"]}]
@@ -198,26 +157,12 @@ def test_page_size_outside_the_api_limit_is_refused(
 
 
 def test_page_size_is_sent_as_limit(mocker: requests_mock.Mocker) -> None:
-    mocker.get(BASE_URL + "/v1/app", json=Served([rec("app_1")]))
+    mocker.get(BASE_URL + "/v1/app", json=Pages([rec("app_1")]))
     extract("applications", page_size=17)
     assert queries(mocker, "/v1/app") == [{"limit": ["17"]}]
 
 
 # -- children ---------------------------------------------------------------------------------
-
-
-def serve_apps_with_children(
-    mocker: requests_mock.Mocker, apps: list[dict[str, Any]], per_app: int = 2
-) -> dict[str, list[dict[str, Any]]]:
-    mocker.get(BASE_URL + "/v1/app", json=Served(apps))
-    children: dict[str, list[dict[str, Any]]] = {}
-    for n, app in enumerate(apps):
-        children[app["id"]] = [
-            rec(f"ep_{n}_{j}", f"2024-02-{10 - n:02d}T00:00:0{j}Z", url=f"https://h/{n}/{j}")
-            for j in range(per_app)
-        ]
-        mocker.get(f"{BASE_URL}/v1/app/{app['id']}/endpoint", json=Served(children[app["id"]]))
-    return children
 
 
 def test_children_get_the_parent_id_under_the_bridge_column_name(
@@ -281,7 +226,7 @@ def test_top_level_404_is_not_skipped(mocker: requests_mock.Mocker) -> None:
 def test_record_without_primary_key_fails_clearly(mocker: requests_mock.Mocker) -> None:
     mocker.get(
         BASE_URL + "/v1/app",
-        json=Served([rec("app_0"), {"updatedAt": "2024-01-01T00:00:00Z", "id": None}]),
+        json=Pages([rec("app_0"), {"updatedAt": "2024-01-01T00:00:00Z", "id": None}]),
     )
     with pytest.raises(Exception) as info:
         extract("applications")
@@ -383,7 +328,7 @@ def test_retry_policy_is_configurable(mocker: requests_mock.Mocker, sleeps: list
 
 def test_child_requests_are_retried_too(mocker: requests_mock.Mocker, sleeps: list[float]) -> None:
     serve_apps_with_children(mocker, [rec("app_0")])
-    good = Served([rec("ep_0")])
+    good = Pages([rec("ep_0")])
     mocker.get(
         BASE_URL + "/v1/app/app_0/endpoint",
         [{"status_code": 502}, {"status_code": 200, "json": good}],
@@ -409,120 +354,8 @@ def test_latest_timestamp_compares_by_time_across_precisions() -> None:
     assert latest_timestamp(["2024-01-01T00:00:00.100000000Z"]) == "2024-01-01T00:00:00.100000000Z"
 
 
-def _pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        "native_unit",
-        destination=dlt.destinations.duckdb(str(tmp_path / "unit.duckdb")),
-        dataset_name="analytics",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
-
-
-def _load(pipeline: dlt.Pipeline, *streams: str, **kwargs: Any) -> dict[str, int]:
-    source = analytics_source(BASE_URL, API_KEY, **kwargs).with_resources(*streams)
-    pipeline.run(source)
-    counts = pipeline.last_trace.last_normalize_info.row_counts
-    return {s: counts.get(s, 0) for s in streams}
-
-
-def _ids(pipeline: dlt.Pipeline, table: str) -> list[str]:
-    with pipeline.sql_client() as client:
-        return [r[0] for r in client.execute_sql(f"SELECT id FROM {table} ORDER BY id")]
-
-
-def test_incremental_filters_by_time_not_by_string(
-    mocker: requests_mock.Mocker, tmp_path: Path
-) -> None:
-    records = [
-        rec("app_a", "2024-01-01T00:00:00Z"),  # the newest of the first run
-        rec("app_b", "2023-06-01T12:00:00.123456789Z"),
-        rec("app_c", "2023-06-01T12:00:00.1Z"),
-    ]
-    served = Served(records)
-    mocker.get(BASE_URL + "/v1/app", json=served)
-    pipeline = _pipeline(tmp_path)
-    assert _load(pipeline, "applications") == {"applications": 3}
-    state = pipeline.state["sources"]["analytics"]["resources"]["applications"]["incremental"]
-    assert state["updatedAt"]["last_value"] == "2024-01-01T00:00:00.000000000Z"
-
-    # app_b moves half a second past the bookmark: as a raw string "...00.5Z" < "...00Z"
-    served.records = [
-        rec("app_a", "2024-01-01T00:00:00.000Z"),  # unchanged, written with another precision
-        rec("app_b", "2024-01-01T00:00:00.5Z"),
-        rec("app_c", "2023-06-01T12:00:00.100000Z"),  # unchanged
-        rec("app_d", "2023-12-31T23:59:59.999999999Z"),  # new, but older than the bookmark
-    ]
-    assert _load(pipeline, "applications") == {"applications": 1}
-    assert _ids(pipeline, "applications") == ["app_a", "app_b", "app_c"]
-
-    served.records.append(rec("app_e", "2024-01-01T00:00:00.500000001Z"))
-    assert _load(pipeline, "applications") == {"applications": 1}
-    assert _ids(pipeline, "applications") == ["app_a", "app_b", "app_c", "app_e"]
-
-
-def test_start_date_is_inclusive_and_format_blind(
-    mocker: requests_mock.Mocker, tmp_path: Path
-) -> None:
-    mocker.get(
-        BASE_URL + "/v1/app",
-        json=Served(
-            [
-                rec("app_a", "2024-03-01T00:00:00Z"),
-                rec("app_b", "2024-02-29T23:59:59.999999Z"),
-                rec("app_c", "2024-03-01T00:00:00.000000001Z"),
-            ]
-        ),
-    )
-    pipeline = _pipeline(tmp_path)
-    assert _load(pipeline, "applications", start_date="2024-03-01T00:00:00.000Z") == {
-        "applications": 2
-    }
-    assert _ids(pipeline, "applications") == ["app_a", "app_c"]
-
-
-def test_children_of_unchanged_parents_are_visited(
-    mocker: requests_mock.Mocker, tmp_path: Path
-) -> None:
-    apps = [rec(f"app_{i}", "2024-01-01T00:00:00Z") for i in range(5)]
-    children = serve_apps_with_children(mocker, apps, per_app=2)
-    pipeline = _pipeline(tmp_path)
-    # parents come in 3 pages of 2; children of later pages are OLDER than earlier ones
-    # (2024-02-10, -09, ...): nothing may be dropped inside the run
-    assert _load(pipeline, "applications", "endpoints", page_size=2) == {
-        "applications": 5,
-        "endpoints": 10,
-    }
-    # one endpoint of the last app changes; no application does
-    changed = children["app_4"][1]
-    changed["updatedAt"] = "2024-02-10T00:00:01.5Z"
-    changed["url"] = "https://h/changed"
-    mocker.reset_mock()
-    assert _load(pipeline, "applications", "endpoints", page_size=2) == {
-        "applications": 0,
-        "endpoints": 1,
-    }
-    for app in apps:
-        assert queries(mocker, f"/v1/app/{app['id']}/endpoint")
-    with pipeline.sql_client() as client:
-        rows = client.execute_sql("SELECT app_id, url FROM endpoints WHERE id = 'ep_4_1'")
-    assert rows == [("app_4", "https://h/changed")]
-
-
-def test_tokens_replicate_on_created_at(mocker: requests_mock.Mocker, tmp_path: Path) -> None:
-    tokens = [
-        {"id": "key_1", "name": "a", "createdAt": "2024-01-01T00:00:00Z"},
-        {"id": "key_2", "name": None, "createdAt": "2024-01-02T00:00:00.25Z"},
-    ]
-    served = Served(tokens)
-    mocker.get(BASE_URL + "/v1/management/authentication/api-token", json=served)
-    pipeline = _pipeline(tmp_path)
-    assert _load(pipeline, "tokens") == {"tokens": 2}
-    served.records = [*tokens, {"id": "key_3", "createdAt": "2024-01-02T00:00:00.3Z"}]
-    assert _load(pipeline, "tokens") == {"tokens": 1}
-
-
 def test_missing_replication_key_fails_clearly(mocker: requests_mock.Mocker) -> None:
-    mocker.get(BASE_URL + "/v1/app", json=Served([{"id": "app_0", "updatedAt": None}]))
+    mocker.get(BASE_URL + "/v1/app", json=Pages([{"id": "app_0", "updatedAt": None}]))
     with pytest.raises(Exception, match="no replication key 'updatedAt'"):
         extract("applications")
 
@@ -548,7 +381,7 @@ def test_fields_outside_the_schema_are_dropped_like_the_tap_does(
 ) -> None:
     hook = {"id": "ep_1", "updatedAt": "2024-01-01T00:00:00Z", "rateLimit": 5, "throttleRate": 9}
     mocker.get(
-        BASE_URL + "/v1/operational-webhook/endpoint", json=Served([hook, dict(hook, id="ep_2")])
+        BASE_URL + "/v1/operational-webhook/endpoint", json=Pages([hook, dict(hook, id="ep_2")])
     )
     with caplog.at_level(logging.WARNING, logger="analytics_source"):
         rows = extract("webhook_endpoint")
@@ -571,7 +404,7 @@ def test_values_of_the_wrong_type_fail_the_run(
     mocker: requests_mock.Mocker, record: dict[str, Any], message: str
 ) -> None:
     """dlt would add a variant column (`rate_limit__v_text`); the contract's validator refuses."""
-    mocker.get(BASE_URL + "/v1/operational-webhook/endpoint", json=Served([record]))
+    mocker.get(BASE_URL + "/v1/operational-webhook/endpoint", json=Pages([record]))
     with pytest.raises(Exception) as info:
         extract("webhook_endpoint")
     cause = root_cause(info.value)
@@ -593,7 +426,7 @@ def test_a_redirect_to_another_host_is_refused_and_that_host_gets_nothing(
     serve_apps_with_children(mocker, [rec("app_0")])
     path = "/v1/app" if stream == "applications" else "/v1/app/app_0/endpoint"
     mocker.get(BASE_URL + path, status_code=302, headers={"Location": OTHER_HOST + path})
-    elsewhere = mocker.get(OTHER_HOST + path, json=Served([rec("stolen")]))
+    elsewhere = mocker.get(OTHER_HOST + path, json=Pages([rec("stolen")]))
     with pytest.raises(Exception) as info:
         extract(stream)
     assert isinstance(root_cause(info.value), RedirectRefusedError)
@@ -628,61 +461,41 @@ def test_a_body_echoing_the_key_never_reaches_logs_or_errors(
 
 
 class ChildServer:
-    """A real local HTTP server (requests-mock serialises requests): `apps` applications with
-    two endpoints each; counts child requests in flight, and with `parties` holds each child
-    request until that many are in flight together (a barrier: no timing involved)."""
+    """A real local server (requests-mock serialises requests; tests/servers.py): `apps`
+    applications with two endpoints each; counts child requests in flight, and with `parties`
+    holds each child request until that many are in flight together (a barrier: no timing)."""
 
     def __init__(self, apps: int, parties: int = 0) -> None:
-        self.apps = apps
         self.lock = threading.Lock()
         self.now = self.most = 0
-        self.paths: list[str] = []
         self.barrier = threading.Barrier(parties, timeout=10) if parties else None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = ScriptedServer().start()
+        self.url = self.server.url
+        self.server.script("/v1/app", page([rec(f"app_{i}") for i in range(apps)], None, done=True))
+        for i in range(apps):
+            self.server.route(f"/v1/app/app_{i}/endpoint", self._children)
+
+    @property
+    def paths(self) -> list[str]:
+        return self.server.paths()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
-    def _page(self, path: str) -> dict[str, Any]:
-        if path == "/v1/app":
-            return {"data": [rec(f"app_{i}") for i in range(self.apps)], "done": True}
-        app = path.split("/")[3]
+    def _children(self, request: Request) -> Reply:
+        app = request.path.split("/")[3]
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
         try:
             if self.barrier is not None:
                 self.barrier.wait()
-            return {"data": [rec(f"ep_{app[4:]}_{j}") for j in range(2)], "done": True}
+            return page([rec(f"ep_{app[4:]}_{j}") for j in range(2)], None, done=True)
+        except threading.BrokenBarrierError:
+            return error(400, "barrier")
         finally:
             with self.lock:
                 self.now -= 1
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                with outer.lock:
-                    outer.paths.append(path)
-                try:
-                    body, status = json.dumps(outer._page(path)).encode(), 200
-                except threading.BrokenBarrierError:
-                    body, status = b'{"code": "barrier"}', 400
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
 
 
 @pytest.fixture
@@ -728,20 +541,3 @@ def test_one_client_for_the_whole_run(mocker: requests_mock.Mocker) -> None:
         source = analytics_source(BASE_URL, API_KEY)
     assert len(source.resources) == 8
     assert len(made) == 1
-
-
-def test_state_lives_under_the_stream_and_its_replication_key(
-    mocker: requests_mock.Mocker, tmp_path: Path
-) -> None:
-    """The keys the previous versions used, so an existing pipeline continues incrementally."""
-    apps = [rec("app_0", "2024-01-01T00:00:00.5Z")]
-    serve_apps_with_children(mocker, apps, per_app=1)
-    pipeline = _pipeline(tmp_path)
-    _load(pipeline, "applications", "endpoints")
-    resources = pipeline.state["sources"]["analytics"]["resources"]
-    assert resources["applications"]["incremental"]["updatedAt"]["last_value"] == (
-        "2024-01-01T00:00:00.500000000Z"
-    )
-    assert resources["endpoints"]["incremental"]["updatedAt"]["last_value"] == (
-        "2024-02-10T00:00:00.000000000Z"
-    )

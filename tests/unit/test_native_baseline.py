@@ -4,7 +4,6 @@ dlt as written, and the minimal fixes in `benchmarks.native_source` make it load
 from __future__ import annotations
 
 import copy
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,24 +13,7 @@ from dlt.sources.rest_api import rest_api_source
 import dlt_bridge  # noqa: F401  (telemetry default)
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from benchmarks.native_source import CONTRACT_CONFIG, contract_config_fixed
-
-BASE_URL = "https://api.example.com"
-
-
-def pages(records: list[dict[str, Any]], key: str = "id") -> Any:
-    def respond(request: Any, context: Any) -> dict[str, Any]:
-        query = parse_qs(urlsplit(request.url).query)
-        limit = int(query.get("limit", ["50"])[0])
-        cursor = query.get("iterator", [None])[0]
-        start = [r[key] for r in records].index(cursor) + 1 if cursor else 0
-        page = records[start : start + limit]
-        return {
-            "data": page,
-            "iterator": page[-1][key] if page else None,
-            "done": start + limit >= len(records),
-        }
-
-    return respond
+from tests.unit.mockapi import BASE_URL, Pages
 
 
 def test_contract_config_matches_the_stream_definitions() -> None:
@@ -52,7 +34,7 @@ def test_cursor_paginator_without_cursor_path_loads_page_one_only() -> None:
     del config["resources"][0]["endpoint"]["paginator"]["stop_condition"]
     records = [{"id": f"app_{i}", "updatedAt": "2024-01-01T00:00:00Z"} for i in range(120)]
     with requests_mock.Mocker() as mocker:
-        mocker.get(BASE_URL + "/v1/app", json=pages(records))
+        mocker.get(BASE_URL + "/v1/app", json=Pages(records))
         rows = list(rest_api_source(config))  # type: ignore[arg-type]
     assert len(rows) == 50  # the server's default page, then it stops
 
@@ -60,15 +42,15 @@ def test_cursor_paginator_without_cursor_path_loads_page_one_only() -> None:
 def test_fixed_contract_config_loads_every_page_and_child() -> None:
     apps = [{"id": f"app_{i}", "updatedAt": "2024-01-01T00:00:00Z"} for i in range(7)]
     with requests_mock.Mocker() as mocker:
-        mocker.get(BASE_URL + "/v1/app", json=pages(apps))
+        mocker.get(BASE_URL + "/v1/app", json=Pages(apps))
         for app in apps:
             mocker.get(
                 f"{BASE_URL}/v1/app/{app['id']}/endpoint",
-                json=pages([{"id": f"ep_{app['id']}_{j}"} for j in range(3)]),
+                json=Pages([{"id": f"ep_{app['id']}_{j}"} for j in range(3)]),
             )
         source = rest_api_source(contract_config_fixed(BASE_URL, "k", page_size=2))  # type: ignore[arg-type]
         rows = list(source.with_resources("endpoints"))
-        mocker.get(BASE_URL + "/v1/event-type", json=pages([{"uuid": "u"}], "uuid"))
+        mocker.get(BASE_URL + "/v1/event-type", json=Pages([{"uuid": "u"}], "uuid"))
         list(rest_api_source(contract_config_fixed(BASE_URL, "k")).with_resources("event_types"))  # type: ignore[arg-type]
         event_type_query = parse_qs(urlsplit(mocker.last_request.url).query)
     assert len(rows) == 21

@@ -1,11 +1,11 @@
-"""`dlt-bridge native`: argument parsing and settings checks (no API, no destination)."""
+"""`dlt-bridge native`: argument parsing and settings checks (no API, no destination; the
+checks that need a dlt pipeline are in tests/e2e/test_native_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -81,25 +81,6 @@ def test_bad_values_are_usage_errors(
     assert message in caplog.text
 
 
-def test_duckdb_file_named_like_the_dataset_is_refused(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", "k")
-    args = parse(
-        "--base-url",
-        "http://127.0.0.1:9",
-        "--pipeline-name",
-        "analytics",
-        "--dataset-name",
-        "analytics",
-        "--pipelines-dir",
-        str(tmp_path / "p"),
-    )
-    with caplog.at_level(logging.ERROR, logger="dlt_bridge"):
-        assert run_native(args) == 2
-    assert "Ambiguous reference" in caplog.text
-
-
 def test_settings_come_from_dlt_config_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     lookup = native._lookup
     monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", "from-section")
@@ -151,38 +132,3 @@ def test_analytics_source_reads_dlt_config_and_the_contracts_secret(
         )
         list(analytics_source(base_url="https://other.example.com").with_resources("applications"))
     assert mocker.last_request.headers["Authorization"] == "Bearer section-key"
-
-
-@pytest.mark.parametrize(
-    ("status", "hint"),
-    [(401, "SOURCES__ANALYTICS__API_KEY"), (403, "--streams"), (422, "--page-size")],
-)
-def test_refusals_give_a_hint_and_never_the_key(
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    tmp_path: Path,
-    status: int,
-    hint: str,
-) -> None:
-    import requests_mock
-
-    key = "sk_cli_SECRET_77ab"
-    monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", key)
-    args = parse(
-        "--base-url",
-        "https://api.example.com",
-        "--streams",
-        "applications",
-        "--pipelines-dir",
-        str(tmp_path / "p"),
-    )
-    body: dict[str, Any] = {"code": "refused", "detail": f"key {key} refused"}
-    if status == 422:
-        body = {"detail": [{"loc": ["query", "limit"], "msg": f"bad {key}", "type": "x"}]}
-    with requests_mock.Mocker() as mocker, caplog.at_level(logging.DEBUG):
-        mocker.get("https://api.example.com/v1/app", status_code=status, json=body)
-        assert run_native(args) == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors and f"HTTP {status}" in errors[-1] and "Hint:" in errors[-1]
-    assert hint in errors[-1]
-    assert key not in caplog.text

@@ -12,6 +12,8 @@ from benchmarks import measure, run
 from benchmarks.baselines import bare_loop
 from fake_api import FakeAPI, FakeAPIProcess
 
+pytestmark = pytest.mark.e2e
+
 
 def test_launcher_reports_exit_code_rss_and_pipes(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"

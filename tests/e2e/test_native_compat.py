@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pytest
 
 from analytics_api.timestamps import latest_timestamp
 from analytics_source.compat import cap_bookmark
+
+pytestmark = pytest.mark.e2e
 
 CEILING = "2025-01-01T00:00:00.000000000Z"
 FUTURE = "2030-01-01T00:00:00Z"

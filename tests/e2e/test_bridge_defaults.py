@@ -17,6 +17,8 @@ from dlt_bridge import compat, defaults
 from dlt_bridge.pipeline import BridgeOptions, create_pipeline
 from tests.e2e.bridge_support import FAIL_AT, chdir, run_bridge, schema, singer_lines, state
 
+pytestmark = pytest.mark.e2e
+
 APPS = schema("apps", {"id": {"type": "string"}, "meta": {"type": ["object", "null"]}})
 ROWS = [
     {"type": "RECORD", "stream": "apps", "record": {"id": f"a{i}", "meta": {"i": i}}}

@@ -11,6 +11,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
 
 

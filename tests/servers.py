@@ -1,4 +1,5 @@
-"""A small scripted HTTP server on 127.0.0.1 for conformance cases.
+"""A small scripted HTTP server on 127.0.0.1: the one helper for tests that need scripted,
+single-case answers (for a whole dataset, faults or stats use the `fake_api` fixtures).
 
 Each path gets either a script (replies served in order, the last one repeated) or a function of
 the request; every request is recorded (path, query, headers) so a test can count attempts and
@@ -122,7 +123,7 @@ def at_most(handler: Handler, requests: int) -> Handler:
             count += 1
             over = count > requests
         if over:
-            return error(400, "test_limit", "the conformance server stops a looping client")
+            return error(400, "test_limit", "the scripted server stops a looping client")
         return handler(request)
 
     return handle
@@ -174,7 +175,7 @@ class ScriptedServer:
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
-                """Silent: the conformance cases read the request log, not stderr."""
+                """Silent: tests read the request log, not stderr."""
 
         self._httpd = ThreadingHTTPServer((HOST, 0), _Handler)
         self._httpd.daemon_threads = True

@@ -1,0 +1,40 @@
+"""The fake API in its own process (`in_process=False`, `FakeAPIProcess`): the same data, stats,
+mutations and faults as the in-thread fake (tests/unit/test_fake_api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fake_api import Dataset, DatasetConfig, FaultConfig, FaultRule
+from tests.conftest import tap_config_for
+from tests.unit.test_fake_api import child_path, get, walk
+
+pytestmark = pytest.mark.e2e
+
+
+def test_subprocess_variant(fake_api_factory: Any) -> None:
+    dataset = DatasetConfig(seed=9, applications=6, event_types=8)
+    api = fake_api_factory(dataset, in_process=False, token="proc-token")
+    assert api.url.startswith("http://127.0.0.1:") and api.proc.poll() is None
+    assert tap_config_for(api) == {"api_key": "proc-token", "base_url": api.url}
+    assert api.tap_config() == tap_config_for(api)
+    expected = Dataset(dataset)
+    assert api.dump("endpoints") == expected.dump("endpoints")
+    assert walk(api, "/v1/app", limit=4)[0] == expected.dump("applications")
+    assert api.stats()["by_template"] == {"/v1/app": 2}
+    api.reset_stats()
+    assert api.stats()["total"] == 0
+    assert api.mutate(0.5, seed=3) == expected.mutate(0.5, seed=3)
+    api.set_faults(FaultConfig(rules=(FaultRule("503", count=1),)))
+    assert api.faults().rules[0].kind == "503"
+    assert get(api, "/v1/app").status_code == 503
+    assert get(api, "/v1/app").status_code == 200
+    assert api.stats()["faults"] == {"503": 1}
+    app = expected.dump("applications")[0]["id"]
+    api.delete_parents("applications", [app])
+    assert get(api, child_path("endpoints", app)).status_code == 404
+    proc = api.proc
+    api.close()
+    assert proc.wait(5) == 0

@@ -91,18 +91,16 @@ def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
     kwargs: dict[str, Any] = {"pipeline_name": options.pipeline_name}
     if options.pipelines_dir:
         kwargs["pipelines_dir"] = options.pipelines_dir
+    # Without a destination dlt leaves the dataset as configured (flags, toml/env, the
+    # pipeline's own state) or None; with one it would invent `<pipeline>_dataset`. So ask first,
+    # then fall back to the bridge's defaults.
+    configured = dlt.pipeline(dataset_name=options.dataset_name, **kwargs)  # type: ignore[arg-type]
     pipeline = dlt.pipeline(
-        destination=options.destination,
-        dataset_name=options.dataset_name,  # type: ignore[arg-type]
+        destination=options.destination
+        or (configured.destination if configured.destination is not None else DEFAULT_DESTINATION),
+        dataset_name=options.dataset_name or configured.dataset_name or DEFAULT_DATASET_NAME,
         **kwargs,
     )
-    if pipeline.destination is None or pipeline.dataset_name is None:
-        pipeline = dlt.pipeline(
-            destination=options.destination
-            or (pipeline.destination if pipeline.destination is not None else DEFAULT_DESTINATION),
-            dataset_name=options.dataset_name or pipeline.dataset_name or DEFAULT_DATASET_NAME,
-            **kwargs,
-        )
     _check_duckdb_name(pipeline)
     options.loader_file_format = choose_loader_file_format(pipeline, options.loader_file_format)
     # arrow tables only pay off as parquet; dlt converts them row by row to other formats

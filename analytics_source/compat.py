@@ -1,15 +1,30 @@
-"""The one place where this source relies on a dlt detail that is not a documented function.
+"""Every place this project relies on a dlt detail that is not a documented function (dlt 1.31).
 
-`cap_bookmark` edits the incremental state dlt keeps for a resource,
-`resources.<resource>.incremental.<cursor>` = `{last_value, unique_hashes, ...}`, reached through
-the public `dlt.current.resource_state()`. The layout is dlt's own (shown in its state docs, not a
-function with a contract), so `tests/unit/test_native_compat.py` checks it on every dlt version we
-run: if dlt moves it, that test fails and names this module.
+One module for the framework, used by the native source and the bridge alike; each item has a
+test that fails loudly, naming it, when a dlt release changes it (`make test-compat` runs them
+against the newest dlt):
+
+* `cap_bookmark` edits the incremental state dlt keeps for a resource,
+  `resources.<resource>.incremental.<cursor>` = `{last_value, unique_hashes, ...}`, reached
+  through the public `dlt.current.resource_state()`; the layout is dlt's own (shown in its state
+  docs, not a function with a contract). Test: tests/e2e/test_native_compat.py.
+* `add_provider`: dlt documents custom config providers but gives no public way to have one in
+  place before dlt resolves its runtime settings (telemetry), which happens the first time
+  anything asks for dlt's run context. `current_pipeline_name`: which pipeline a lookup without
+  the pipeline-name prefix is made for. Test: tests/e2e/test_bridge_defaults.py.
+* `drop_committed_extracted_packages`: deletes an extracted package whose normalized copy is
+  committed (left behind by a kill at the wrong moment). Test: tests/e2e/test_bridge_postgres.py.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.providers import ConfigProvider
+from dlt.common.configuration.specs import ConfigSectionContext
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
 
 def cap_bookmark(resource: str, cursor: str, ceiling: str) -> bool:
@@ -28,3 +43,45 @@ def cap_bookmark(resource: str, cursor: str, ceiling: str) -> bool:
     state["last_value"] = ceiling
     state["unique_hashes"] = []
     return True
+
+
+def add_provider(provider: ConfigProvider) -> bool:
+    """Adds `provider` after dlt's own providers (user values keep precedence), once per process.
+
+    If dlt has not set up its run context yet, the provider is added before the context
+    resolves its runtime settings, so it also supplies defaults for those (telemetry).
+    Returns whether the provider was present when the runtime settings were resolved.
+    """
+    container = Container()
+    if PluggableRunContext not in container:
+        context = PluggableRunContext()  # not in the container yet: runtime not initialized
+        context.providers.add_provider(provider)
+        container[PluggableRunContext] = context  # initializes the runtime with our provider
+        return True
+    providers = container[PluggableRunContext].providers
+    if provider.name not in providers:
+        providers.add_provider(provider)
+    return False
+
+
+def current_pipeline_name() -> str | None:
+    """Name of the pipeline whose step is resolving configuration right now, if any."""
+    context = Container()[ConfigSectionContext]
+    return context.pipeline_name
+
+
+def drop_committed_extracted_packages(pipeline: Any) -> list[str]:
+    """Delete extracted packages that were already normalized and committed; their ids.
+
+    dlt's normalize commits a package by renaming it into `load/normalized`, then deletes the
+    extracted copy. A process killed between the two leaves both, and normalizing the extracted
+    copy again fails on every later run ("Directory not empty" on the rename). The normalized copy
+    is the committed, complete one, so the extracted leftover goes, as dlt's next step would have.
+    """
+    normalized = set(pipeline.list_normalized_load_packages())
+    stale = [i for i in pipeline.list_extracted_load_packages() if i in normalized]
+    if stale:
+        extracted = pipeline._get_normalize_storage().extracted_packages
+        for load_id in stale:
+            extracted.delete_package(load_id)
+    return stale

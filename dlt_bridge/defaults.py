@@ -39,7 +39,7 @@ from typing import Any
 
 from dlt.common.configuration.providers import ConfigProvider
 
-from dlt_bridge import compat
+from analytics_source import compat
 
 __all__ = [
     "ARROW_DLT_COLUMNS",

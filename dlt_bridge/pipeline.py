@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 import dlt
 
+from analytics_source import compat
 from analytics_source.hints import destination_column_name
-from dlt_bridge import compat, defaults
+from dlt_bridge import defaults
 
 __all__ = [
     "AUTO",

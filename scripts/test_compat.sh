@@ -40,6 +40,9 @@ echo "== unit tests"
 "$PY" -m pytest -q -p no:cacheprovider tests/unit "$@" || status=$?
 echo "== end-to-end tap sync"
 "$PY" -m pytest -q -p no:cacheprovider tests/e2e/test_tap_e2e.py "$@" || status=$?
+echo "== dlt internals the project relies on (compat checks)"
+"$PY" -m pytest -q -p no:cacheprovider tests/e2e/test_native_compat.py \
+  tests/e2e/test_bridge_defaults.py "$@" || status=$?
 if [ "$status" -eq 0 ]; then
   echo "== test-compat: passed"
 else

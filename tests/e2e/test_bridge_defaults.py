@@ -1,5 +1,5 @@
-"""The bridge's dlt settings (`dlt_bridge.defaults`, `dlt_bridge.compat`): effective, overridable
-by the user, scoped to the bridge's pipelines, and never written to `os.environ`."""
+"""The bridge's dlt settings (`dlt_bridge.defaults`, `analytics_source.compat`): effective,
+overridable by the user, scoped to the bridge's pipelines, and never written to `os.environ`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 import dlt
 import pytest
 
-from dlt_bridge import compat, defaults
+from analytics_source import compat
+from dlt_bridge import defaults
 from dlt_bridge.pipeline import BridgeOptions, create_pipeline
 from tests.e2e.bridge_support import FAIL_AT, chdir, run_bridge, schema, singer_lines, state
 
@@ -43,7 +44,7 @@ def _global_config(pipeline: dlt.Pipeline) -> Any:
 
 
 def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:
-    """Fails loudly when a dlt release moves what `dlt_bridge.compat` relies on."""
+    """Fails loudly when a dlt release moves what `analytics_source.compat` relies on."""
     provider = defaults.install()
     from dlt.common.configuration.container import Container
     from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext

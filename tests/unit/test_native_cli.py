@@ -43,7 +43,7 @@ def test_defaults_and_handler() -> None:
     assert args.pipeline_name == DEFAULT_PIPELINE_NAME
     assert args.page_size == 250
     assert args.max_concurrency == 8 and args.max_retries == 3
-    assert args.loader_file_format == "parquet"
+    assert args.loader_file_format == "auto"
     assert args.parallel is True
     assert args.destination is None and args.dataset_name is None
     args = parse("--no-parallel", "--destination", "duckdb", "--dataset-name", "raw")

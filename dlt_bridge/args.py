@@ -1,0 +1,140 @@
+"""The `dlt-bridge` command line: subcommands, flags and their defaults (parsing only)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    from dlt_bridge.pipeline import DEFAULT_PIPELINE_NAME
+
+    g = parser.add_argument_group("destination (defaults come from dlt config, then these)")
+    g.add_argument(
+        "--destination",
+        help="dlt destination name (default: dlt config `destination_type`, else duckdb)",
+    )
+    g.add_argument(
+        "--dataset-name", help="dataset/schema to load into (default: dlt config, else analytics)"
+    )
+    g.add_argument(
+        "--pipeline-name",
+        default=DEFAULT_PIPELINE_NAME,
+        help="dlt pipeline name; also the default DuckDB file <name>.duckdb in the current"
+        " directory (default: %(default)s)",
+    )
+    g.add_argument("--pipelines-dir", help="dlt working directory root (default: dlt's own)")
+    g = parser.add_argument_group("loading")
+    g.add_argument(
+        "--loader-file-format",
+        choices=["auto", "parquet", "jsonl", "insert_values", "csv"],
+        default="auto",
+        help="file format of the load packages; auto: parquet (the faster one measured) where"
+        " the destination loads it, else the destination's preferred format, e.g. insert_values"
+        " on PostgreSQL (default: %(default)s)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=5000,
+        help="rows per list handed to dlt, per table (default: %(default)s)",
+    )
+    g.add_argument(
+        "--commit-every",
+        type=_positive_int,
+        default=0,
+        metavar="RECORDS",
+        help="close a load package at the first STATE after this many records, so state is"
+        " committed during long runs (default: 0 = one load package per run)",
+    )
+    g.add_argument(
+        "--on-pending",
+        choices=["load", "abort"],
+        default="load",
+        help="what to do with load packages a failed run left behind, before anything else"
+        " (default: %(default)s them)",
+    )
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines on stderr; 0 disables (default: %(default)s)",
+    )
+    g.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="bridge log level on stderr (default: %(default)s)",
+    )
+
+
+def _add_deletes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deletes",
+        choices=["off", "soft", "hard"],
+        default="off",
+        help="apply ACTIVATE_VERSION: rows a stream's complete version did not send get"
+        " _sdc_deleted_at set (soft) or are deleted (hard), committed with the run's rows and"
+        " state; off ignores ACTIVATE_VERSION. `run` puts the tap in its deletion mode"
+        " (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlt-bridge",
+        description="Load Singer messages into a dlt destination (DuckDB by default).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_load = sub.add_parser(
+        "load",
+        help="act as a Singer target: read messages on stdin, print committed STATE on stdout",
+    )
+    p_load.add_argument(
+        "--input", help="read messages from this file instead of stdin", metavar="FILE"
+    )
+    _add_common(p_load)
+    _add_deletes(p_load)
+    p_run = sub.add_parser(
+        "run",
+        help="run tap-analytics with the state stored in the destination and load its output",
+    )
+    p_run.add_argument("--config", required=True, help="tap config file (passed to the tap)")
+    p_run.add_argument("--catalog", help="tap catalog file (passed to the tap)")
+    p_run.add_argument(
+        "--tap-command",
+        help="command that runs the tap (default: this Python's `-m tap_analytics`)",
+    )
+    _add_common(p_run)
+    _add_deletes(p_run)
+    p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
+    _add_common(p_state)
+
+    from dlt_bridge.native import add_native_subcommand
+
+    add_native_subcommand(sub)
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from dlt_bridge.pipeline import BridgeOptions
+
+    return BridgeOptions(
+        pipeline_name=args.pipeline_name,
+        destination=args.destination,
+        dataset_name=args.dataset_name,
+        pipelines_dir=args.pipelines_dir,
+        loader_file_format=args.loader_file_format,
+        batch_size=max(args.batch_size, 1),
+        progress_interval=args.progress_interval,
+        on_pending=args.on_pending,
+        commit_every=args.commit_every,
+    )

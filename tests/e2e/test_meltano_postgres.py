@@ -1,0 +1,350 @@
+"""`meltano run tap-analytics target-postgres` (MeltanoLabs target-postgres, pinned in
+meltano.yml, installed from PyPI without the Hub) with deletions, on a real PostgreSQL.
+
+The project is copied to a temporary folder as in tests/e2e/test_meltano.py; in the copy the
+extractor is put into the deletion mode a user turns on (docs/deletions.md): every stream
+`replication-method: FULL_TABLE` and `emit_activate_version_messages: true`. The loader keeps
+meltano.yml's `hard_delete: true` and `load_method: upsert`. Against the fake API and the
+session's throwaway cluster (the `postgres` fixture, tests/postgres.py):
+
+* a first run loads tables equal to the fake's dump; after `api.delete_records(...)` a second
+  run leaves tables equal to the new dump (the deleted rows are gone);
+* a run that fails part-way (one child path answers 503 beyond the retry budget) deletes
+  nothing that still exists upstream, nothing at all from the failed stream, and the next run
+  catches up exactly.
+
+This proves the tap's ACTIVATE_VERSION (one per stream, after its complete scan, none for a
+failed scan) is what a standard singer-sdk SQL target expects.
+
+The database credentials reach Meltano (and so the target) only through the child process's
+environment (`TARGET_POSTGRES_*`). These tests never skip for a missing Meltano: they fail and
+say how to install it (`make meltano`; `make test` does it). PostgreSQL: see the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
+from fake_api import DatasetConfig, FakeAPI, FaultRule, parse_ts
+from tests.postgres import PostgresCluster
+from tests.support import all_dumps, normalized
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_FILES = (
+    "pyproject.toml",
+    "README.md",
+    "meltano.yml",
+    "plugins",
+    "analytics_api",
+    "analytics_source",
+    "tap_analytics",
+    "dlt_bridge",
+    "fake_api",
+)
+"""What `meltano install` needs: the package sources (`pip_url: -e .`) and the Meltano files."""
+
+SCHEMA = "analytics"  # target-postgres's `default_target_schema` in meltano.yml
+TIMEOUT = 600  # seconds for one Meltano command (a cold install of the target takes ~30 s)
+DATASET = DatasetConfig(seed=11)
+
+# Variables of the developer's shell that would leak into the project under test.
+_FOREIGN_PREFIXES = (
+    "MELTANO_",
+    "TAP_ANALYTICS_",
+    "TARGET_POSTGRES_",
+    "TARGET_JSONL_",
+    "TARGET_DLT_",
+    "DESTINATION__",
+    "DLT_BRIDGE_",
+    "PG",
+)
+_FOREIGN_NAMES = ("VIRTUAL_ENV", "PYTHONPATH", "DATABASE_URL")
+
+
+def meltano_bin() -> Path:
+    """`$MELTANO_BIN`, else `.venv-meltano/bin/meltano`; fails (never skips) without either."""
+    configured = os.environ.get("MELTANO_BIN")
+    candidates = [Path(configured)] if configured else []
+    candidates.append(REPO / ".venv-meltano" / "bin" / "meltano")
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        "Meltano not found: set MELTANO_BIN or run `make meltano` (python3 -m venv .venv-meltano"
+        ' && .venv-meltano/bin/pip install "meltano~=4.4"); `make test` installs it',
+        pytrace=False,
+    )
+
+
+def deletion_mode(meltano_yml: Path) -> None:
+    """Put the copy's extractor into the documented deletion mode (docs/deletions.md)."""
+    project = yaml.safe_load(meltano_yml.read_text("utf-8"))
+    (tap,) = [p for p in project["plugins"]["extractors"] if p["name"] == "tap-analytics"]
+    tap.setdefault("config", {})["emit_activate_version_messages"] = True
+    tap["metadata"] = {"*": {"replication-method": "FULL_TABLE"}}
+    meltano_yml.write_text(yaml.safe_dump(project, sort_keys=False), "utf-8")
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+
+    def check(self) -> Result:
+        assert self.returncode == 0, (
+            f"`meltano {' '.join(self.args)}` exited {self.returncode} after"
+            f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
+        )
+        return self
+
+
+@dataclass
+class MeltanoProject:
+    root: Path
+    meltano: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(
+        self, *args: str, label: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        child_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_FOREIGN_PREFIXES) and k not in _FOREIGN_NAMES
+        }
+        child_env.update(
+            MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+            RUNTIME__DLTHUB_TELEMETRY="false",
+            NO_COLOR="1",
+            **(env or {}),
+        )
+        started = time.monotonic()
+        proc = subprocess.run(
+            [str(self.meltano), "--log-format=uncolored", *args],
+            cwd=self.root,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        if label:
+            self.timings[label] = seconds
+        return Result(list(args), proc.returncode, proc.stdout, seconds)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeltanoProject]:
+    """The project copied to a temporary folder, in deletion mode, with the extractor and
+    target-postgres installed (uv's cache makes reinstalls take seconds)."""
+    meltano = meltano_bin()
+    root = tmp_path_factory.mktemp("meltano-postgres")
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            shutil.copy2(source, root / name)
+    deletion_mode(root / "meltano.yml")
+    project = MeltanoProject(root=root, meltano=meltano)
+    project.run("install", "tap-analytics", "target-postgres", label="meltano install").check()
+    yield project
+    print("\nMeltano timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in project.timings.items()))
+
+
+@dataclass
+class Database:
+    """One test's database on the session's cluster, and the runs that load into it."""
+
+    cluster: PostgresCluster
+    project: MeltanoProject
+    name: str
+
+    def meltano_run(self, api: FakeAPI, label: str) -> Result:
+        """`meltano run tap-analytics target-postgres`; the fake's URL and key and the database's
+        credentials only in the child's environment. `max_retries: 0` keeps a failure quick."""
+        return self.project.run(
+            "run",
+            "tap-analytics",
+            "target-postgres",
+            label=label,
+            env={
+                "TAP_ANALYTICS_BASE_URL": api.url,
+                "TAP_ANALYTICS_API_KEY": api.token,
+                "TAP_ANALYTICS_MAX_RETRIES": "0",
+                "TARGET_POSTGRES_HOST": self.cluster.host,
+                "TARGET_POSTGRES_PORT": str(self.cluster.port),
+                "TARGET_POSTGRES_USER": self.cluster.user,
+                "TARGET_POSTGRES_PASSWORD": self.cluster.password,
+                "TARGET_POSTGRES_DATABASE": self.name,
+            },
+        )
+
+    def rows(self, stream: str) -> list[dict[str, Any]]:
+        """The stream's table as JSON objects (column name -> value); [] without a table."""
+        exists = self.cluster.query(
+            self.name,
+            "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
+            [SCHEMA, stream],
+        )
+        if not exists:
+            return []
+        found = self.cluster.query(
+            self.name, f'select row_to_json(t)::text from {SCHEMA}."{stream}" t'
+        )
+        return [json.loads(r[0]) for r in found]
+
+    def records(self, stream: str) -> dict[str, dict[str, Any]]:
+        """The table keyed by primary key, each row on the schema's properties (compare_form)."""
+        definition = STREAMS_BY_NAME[stream]
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.rows(stream):
+            record = from_row(stream, row)
+            key = record[definition.primary_key]
+            assert key not in out, f"{stream}: key {key} twice in the table"
+            out[key] = record
+        return out
+
+    def tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {s.name: self.records(s.name) for s in STREAMS}
+
+
+def _squash(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def from_row(stream: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A table row as a record of the schema's properties in comparable form (`compare_form`).
+
+    The target names columns after the properties in snake_case (`createdAt` -> `created_at`);
+    they are matched ignoring case and underscores. `_sdc_*` columns are left out."""
+    properties = STREAMS_BY_NAME[stream].schema["properties"]
+    columns = {_squash(c): c for c in row if not c.startswith("_sdc_")}
+    record = {p: row.get(columns.get(_squash(p), "")) for p in properties}
+    return compare_form(stream, record, from_postgres=True)
+
+
+def compare_form(
+    stream: str, record: dict[str, Any], from_postgres: bool = False
+) -> dict[str, Any]:
+    """Every declared property (missing -> null); timestamps as microseconds since the epoch
+    (PostgreSQL keeps microseconds; the API sends 0..9 fractional digits)."""
+    properties = STREAMS_BY_NAME[stream].schema["properties"]
+    out = normalized(stream, record)
+    for prop, value in out.items():
+        if isinstance(value, str) and properties[prop].get("format") == "date-time":
+            if from_postgres:  # row_to_json: '2024-01-02T03:04:05.123456+00:00'
+                out[prop] = round(datetime.fromisoformat(value).timestamp() * 1_000_000)
+            else:
+                out[prop] = parse_ts(value) // 1000
+    return out
+
+
+def dump_records(api: FakeAPI) -> dict[str, dict[str, dict[str, Any]]]:
+    dumps = all_dumps(api)
+    return {
+        s.name: {r[s.primary_key]: compare_form(s.name, r) for r in dumps[s.name]} for s in STREAMS
+    }
+
+
+def assert_same_record(stream: str, key: str, got: dict[str, Any], want: dict[str, Any]) -> None:
+    for prop, wanted in want.items():
+        value = got[prop]
+        where = f"{stream} {key} {prop}: {value!r} != {wanted!r}"
+        is_time = STREAMS_BY_NAME[stream].schema["properties"][prop].get("format") == "date-time"
+        if is_time and isinstance(value, int) and isinstance(wanted, int):
+            assert abs(value - wanted) <= 1, where  # 7..9 fractional digits may round either way
+            continue
+        assert value == wanted, where
+
+
+def assert_tables_equal(
+    tables: dict[str, dict[str, dict[str, Any]]], dump: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    """Every stream's table holds exactly the dump's keys, with the dump's values."""
+    for stream in STREAMS:
+        got, want = tables[stream.name], dump[stream.name]
+        assert sorted(got) == sorted(want), f"{stream.name}: other keys than the dump"
+        for key, record in want.items():
+            assert_same_record(stream.name, key, got[key], record)
+
+
+@pytest.fixture
+def database(postgres: PostgresCluster, project: MeltanoProject) -> Database:
+    return Database(postgres, project, postgres.create_database("meltano"))
+
+
+def test_hard_delete_tables_equal_the_dump_before_and_after_deletions(
+    database: Database,
+) -> None:
+    with FakeAPI(DATASET) as api:
+        database.meltano_run(api, "first run").check()
+        assert_tables_equal(database.tables(), dump_records(api))
+
+        deleted = api.delete_records(share=0.2, seed=5)
+        assert all(deleted.values()), deleted
+        second = database.meltano_run(api, "run after deletions").check()
+        tables = database.tables()
+        assert_tables_equal(tables, dump_records(api))
+        for stream, keys in deleted.items():
+            assert not set(keys) & set(tables[stream]), f"{stream}: deleted rows still there"
+        # one ACTIVATE_VERSION per stream, applied once (the target logs each hard delete)
+        assert second.output.count("Hard delete: True") == len(STREAMS), second.output[-6000:]
+
+
+def test_a_run_failing_part_way_deletes_nothing_that_exists_upstream(
+    database: Database,
+) -> None:
+    with FakeAPI(DATASET) as api:
+        database.meltano_run(api, "first run (failure test)").check()
+        before_failure = database.tables()
+        assert_tables_equal(before_failure, dump_records(api))
+
+        api.delete_records(share=0.3, seed=2)
+        upstream = dump_records(api)  # what exists upstream during the failing run
+        failing = "ingest_source_endpoint"
+        source = api.dump("ingest_source")[0]["id"]
+        path = child_path(STREAMS_BY_NAME[failing].path, src_id=source)
+        api.add_fault_rule(FaultRule("503", path))  # max_retries 0: the stream's scan fails
+
+        failed = database.meltano_run(api, "failing run")
+        assert failed.returncode != 0, failed.output[-6000:]
+        assert "503" in failed.output, failed.output[-6000:]
+
+        after = database.tables()
+        for stream in STREAMS:
+            got = after[stream.name]
+            missing = sorted(set(upstream[stream.name]) - set(got))
+            assert not missing, f"{stream.name}: rows that exist upstream were deleted: {missing}"
+            for key, record in upstream[stream.name].items():
+                assert_same_record(stream.name, key, got[key], record)
+        # the stream whose scan failed got no ACTIVATE_VERSION: nothing deleted from its table,
+        # not even the rows deleted upstream meanwhile
+        assert set(before_failure[failing]) <= set(after[failing])
+        assert set(before_failure[failing]) - set(upstream[failing]), "no deletion to hold back"
+
+        api.clear_faults()  # the next run catches up exactly
+        database.meltano_run(api, "run after the failure").check()
+        assert_tables_equal(database.tables(), dump_records(api))

@@ -15,6 +15,11 @@ Scenarios (issue 6):
   the `jsonl` loader format (baseline), `dlt-bridge run` (target 3: <= 0.6x), `tap | dlt-bridge
   load` and the native dlt source (informational).
 * `state`: size of the tap's last STATE message with 300 and 3,000 applications (target 4b).
+* `deletes`: the cost of deletion mode (issue 12, target 7: <= 2.5x): 100,000 records into
+  DuckDB, nothing changed since the previous run: `dlt-bridge run --deletes soft` (every record
+  sent and merged, keys compared) against the incremental `dlt-bridge run` of the same data
+  (baseline: every page read, no record sent). Each measured run follows an untimed first run
+  of the same command in the same working directory.
 * `memory` (opt-in, `--memory`, ~5 minutes): peak RSS of the tap and of the bridge at 100,000 and
   1,000,000 records (target 4a: <= 1.2x).
 
@@ -32,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -127,6 +133,8 @@ class RunSpec:
     stdin: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     check: Callable[[], Check] | None = None
+    setup: list[list[str]] = field(default_factory=list)
+    """Commands run one after the other in `workdir` before the measured run (not timed)."""
 
 
 @dataclass
@@ -256,6 +264,55 @@ def bridge_run_tool(key: str, label: str, **settings: Any) -> Tool:
     return Tool(key, label, build)
 
 
+def check_no_rows_marked(db_path: str | os.PathLike[str], expected: Expected) -> Check:
+    """Every stream's table has an `_sdc_deleted_at` column and no row marked deleted."""
+    import duckdb
+
+    problems: list[str] = []
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        for stream in expected.keys:
+            try:
+                marked = con.execute(
+                    f'SELECT count(*) FROM "{DATASET_NAME}"."{stream}"'
+                    " WHERE _sdc_deleted_at IS NOT NULL"
+                ).fetchall()[0][0]
+            except duckdb.Error as exc:
+                problems.append(f"{stream}: {str(exc).splitlines()[0]}")
+                continue
+            if marked:
+                problems.append(f"{stream}: {marked} rows marked deleted, nothing was deleted")
+    return Check(not problems, "; ".join(problems[:5]))
+
+
+def bridge_rerun_tool(key: str, label: str, *bridge_args: str, baseline: bool = False) -> Tool:
+    """`dlt-bridge run <bridge_args>` measured on a DuckDB file that the same command has
+    already loaded once (untimed): a run with nothing changed upstream. Checked against the
+    dump; in deletion mode also that nothing is marked deleted."""
+
+    def build(workdir: Path, api: FakeAPIProcess, expected: Expected) -> RunSpec:
+        config = _write_config(workdir, api)
+        db = workdir / "tap_analytics.duckdb"
+        command = [PY, "-m", "dlt_bridge", "run", "--config", config, *bridge_args]
+        command += _bridge_args(workdir)
+
+        def check() -> Check:
+            tables = check_duckdb(db, DATASET_NAME, expected)
+            if not tables.ok or "--deletes" not in bridge_args:
+                return tables
+            marked = check_no_rows_marked(db, expected)
+            return Check(marked.ok, marked.detail, tables.counts)
+
+        return RunSpec(
+            commands=[command],
+            stdout=str(workdir / "bridge.out"),
+            env={"RUNTIME__DLTHUB_TELEMETRY": "false"},
+            check=check,
+            setup=[command],
+        )
+
+    return Tool(key, label, build, baseline=baseline)
+
+
 def tap_pipe_bridge_tool(key: str, label: str, **settings: Any) -> Tool:
     """`tap | dlt-bridge load`: two processes, each one's peak RSS reported."""
 
@@ -344,6 +401,15 @@ class Runner:
         workdir = self.root / f"{self.counter:03d}-{tool.key}"
         workdir.mkdir(parents=True)
         spec = tool.build(workdir, api, expected)
+        for command in spec.setup:
+            subprocess.run(
+                command,
+                cwd=workdir,
+                env={**os.environ, **spec.env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
         busy = wait_for_quiet(self.quiet_wait) if self.quiet_wait > 0 else 0.0
         api.reset_stats()
         measured: Measured = run_measured(
@@ -590,6 +656,44 @@ def scenario_duckdb(runner: Runner, repeat: int, dataset: DatasetConfig) -> Scen
     return sr
 
 
+def scenario_deletes(runner: Runner, repeat: int, dataset: DatasetConfig) -> ScenarioResult:
+    tools = [
+        bridge_rerun_tool(
+            "incremental", "dlt-bridge run (incremental), nothing changed", baseline=True
+        ),
+        bridge_rerun_tool(
+            "deletes_soft", "dlt-bridge run --deletes soft, nothing changed", "--deletes", "soft"
+        ),
+    ]
+    with _start(dataset, runner) as api:
+        expected = Expected.from_api(api, keep_records=False)
+        res = runner.interleaved(tools, api, expected, repeat)
+    sr = ScenarioResult(
+        "deletes",
+        f"7. deletion mode: {dataset.total_records:,} records into DuckDB, nothing changed",
+        dataset.total_records,
+        None,
+        res,
+    )
+    sr.targets.append(
+        ratio_target(
+            "target 7",
+            "dlt-bridge run --deletes soft / incremental dlt-bridge run, nothing changed",
+            res,
+            "deletes_soft",
+            "incremental",
+            2.5,
+        )
+    )
+    sr.notes.append(
+        "each measured run is the second run of its command in its working directory (the"
+        " first, untimed, loaded the same data); both read every page of the API; the"
+        " incremental run sends no record, `--deletes soft` sends and merges every record and"
+        " compares the keys; checked: tables equal the dump, no row marked deleted"
+    )
+    return sr
+
+
 def scenario_state(runner: Runner, small: int = 300, large: int = 3_000) -> ScenarioResult:
     tool = tap_tool("tap", "tap-analytics (defaults)")
     sizes: dict[int, int] = {}
@@ -792,7 +896,7 @@ def update_markdown(path: Path, blocks: dict[str, str]) -> None:
 
 # -- command line ------------------------------------------------------------------------------
 
-DEFAULT_SCENARIOS = ("latency0", "latency20", "duckdb", "state")
+DEFAULT_SCENARIOS = ("latency0", "latency20", "duckdb", "state", "deletes")
 ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "memory")
 
 
@@ -824,6 +928,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[ScenarioResult]
                 )
             elif name == "duckdb":
                 results.append(scenario_duckdb(runner, args.repeat, big))
+            elif name == "deletes":
+                results.append(scenario_deletes(runner, args.repeat, big))
             elif name == "state":
                 results.append(scenario_state(runner, *((3, 30) if quick else (300, 3_000))))
             elif name == "memory":

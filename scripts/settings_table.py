@@ -16,6 +16,8 @@ No network: `--about` needs no configuration and makes no request.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import re
 import subprocess
 import sys
@@ -35,9 +37,17 @@ class StaleError(Exception):
 
 def about_markdown() -> str:
     """The tap's `--about --format=markdown`, run with this interpreter."""
+    # The tap's own settings only: variables a caller happens to have set (TAP_ANALYTICS_*,
+    # Meltano's, singer-sdk's) must not change what the README documents.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAP_ANALYTICS_", "MELTANO_", "SINGER_SDK_", "SDK_"))
+    }
     result = subprocess.run(
         [sys.executable, *ABOUT_COMMAND],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -138,9 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.check:
         if wanted != current:
+            diff = difflib.unified_diff(
+                current.splitlines(), wanted.splitlines(), "README.md", "generated", lineterm=""
+            )
             print(
                 f"{args.readme} is stale: run `python scripts/settings_table.py` to update its"
-                " settings and streams tables.",
+                " settings and streams tables.\n" + "\n".join(diff),
                 file=sys.stderr,
             )
             return 1

@@ -39,6 +39,7 @@ import yaml
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from fake_api import DatasetConfig, FakeAPI, FaultRule, parse_ts
+from tests.e2e.test_meltano import Result
 from tests.postgres import PostgresCluster
 from tests.support import all_dumps, normalized
 
@@ -98,21 +99,6 @@ def deletion_mode(meltano_yml: Path) -> None:
     tap.setdefault("config", {})["emit_activate_version_messages"] = True
     tap["metadata"] = {"*": {"replication-method": "FULL_TABLE"}}
     meltano_yml.write_text(yaml.safe_dump(project, sort_keys=False), "utf-8")
-
-
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    output: str
-    seconds: float
-
-    def check(self) -> Result:
-        assert self.returncode == 0, (
-            f"`meltano {' '.join(self.args)}` exited {self.returncode} after"
-            f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
-        )
-        return self
 
 
 @dataclass

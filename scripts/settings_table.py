@@ -84,9 +84,9 @@ def _setting_name(row: str) -> str:
 
 def settings_block(about: str) -> str:
     """The tap's own settings as a table, then the SDK's standard ones as one line."""
-    from tap_analytics.settings import CONFIG_SCHEMA
+    from tap_analytics.settings import TAP_SETTING_NAMES
 
-    own = set(CONFIG_SCHEMA["properties"])
+    own = set(TAP_SETTING_NAMES)
     header, separator, rows = settings_rows(about)
     ours = [row for row in rows if _setting_name(row) in own]
     missing = own - {_setting_name(row) for row in ours}

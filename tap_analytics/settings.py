@@ -119,6 +119,10 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
 ).to_dict()
 
+TAP_SETTING_NAMES: tuple[str, ...] = tuple(CONFIG_SCHEMA["properties"])
+"""The tap's own settings, fixed at import: singer-sdk appends its standard settings to the
+class's schema in place when a tap is created, so `CONFIG_SCHEMA` grows within a process."""
+
 _TYPE_NAMES = {
     decimal.Decimal: "number",  # the SDK reads JSON numbers with a fraction as Decimal
     bool: "boolean",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 
 from singer_sdk import Stream
@@ -29,7 +30,8 @@ class TapAnalytics(CompatTap):
     """Singer tap for the analytics API."""
 
     name = "tap-analytics"
-    config_jsonschema = CONFIG_SCHEMA
+    # a copy: singer-sdk appends its standard settings to this dict in place
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)
     message_writer_class = FastSingerWriter
     # What this tap does, whatever the SDK version's default list, and the same `--about` on
     # singer-sdk 0.54 and 0.55: ACTIVATE_VERSION for FULL_TABLE streams when

@@ -7,6 +7,7 @@ run `python scripts/settings_table.py` and commit README.md.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -53,3 +54,21 @@ def test_check_reports_a_stale_readme(tmp_path: Path) -> None:
     text = readme.read_text(encoding="utf-8")
     assert "| api_key |" in text and "| applications | `/v1/app` |" in text
     assert script.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_check_holds_after_the_sdk_grew_the_schema_in_this_process(capsys) -> None:
+    """Regression: singer-sdk appends its standard settings to a tap's schema in place (in its
+    about and env-config paths), so after an in-process tap run the README check used to take
+    them for the tap's own settings and report the README as stale."""
+    from tap_analytics.settings import CONFIG_SCHEMA
+    from tap_analytics.tap import TapAnalytics
+
+    saved = copy.deepcopy(CONFIG_SCHEMA)
+    try:
+        TapAnalytics.append_builtin_config(CONFIG_SCHEMA)  # the worst case: the module constant
+        assert "stream_maps" in CONFIG_SCHEMA["properties"]
+        code = _script().main(["--check"])
+    finally:
+        CONFIG_SCHEMA.clear()
+        CONFIG_SCHEMA.update(saved)
+    assert code == 0, capsys.readouterr().err

@@ -74,6 +74,19 @@ def meltano_bin() -> Path | None:
     return None
 
 
+def copy_project(root: Path) -> Path:
+    """The files of `PROJECT_FILES` copied into `root` (which is returned)."""
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
 @dataclass
 class Result:
     args: list[str]
@@ -163,15 +176,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeltanoProject
             "Meltano not found: set MELTANO_BIN or run `python3 -m venv .venv-meltano &&"
             ' .venv-meltano/bin/pip install "meltano~=4.4"` (or `make meltano`)'
         )
-    root = tmp_path_factory.mktemp("meltano-project")
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-        else:
-            shutil.copy2(source, root / name)
+    root = copy_project(tmp_path_factory.mktemp("meltano-project"))
     with FakeAPI(DatasetConfig(seed=11)) as api:
         project = MeltanoProject(root=root, meltano=meltano, api=api)
         project.run("install", label="meltano install").check()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,25 +38,13 @@ import yaml
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from fake_api import DatasetConfig, FakeAPI, FaultRule, parse_ts
-from tests.e2e.test_meltano import Result
+from tests.e2e.test_meltano import Result, copy_project
+from tests.e2e.test_meltano import meltano_bin as find_meltano
 from tests.postgres import PostgresCluster
 from tests.support import all_dumps, normalized
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = (
-    "pyproject.toml",
-    "README.md",
-    "meltano.yml",
-    "plugins",
-    "analytics_api",
-    "analytics_source",
-    "tap_analytics",
-    "dlt_bridge",
-    "fake_api",
-)
-"""What `meltano install` needs: the package sources (`pip_url: -e .`) and the Meltano files."""
 
 SCHEMA = "analytics"  # target-postgres's `default_target_schema` in meltano.yml
 TIMEOUT = 600  # seconds for one Meltano command (a cold install of the target takes ~30 s)
@@ -79,12 +66,9 @@ _FOREIGN_NAMES = ("VIRTUAL_ENV", "PYTHONPATH", "DATABASE_URL")
 
 def meltano_bin() -> Path:
     """`$MELTANO_BIN`, else `.venv-meltano/bin/meltano`; fails (never skips) without either."""
-    configured = os.environ.get("MELTANO_BIN")
-    candidates = [Path(configured)] if configured else []
-    candidates.append(REPO / ".venv-meltano" / "bin" / "meltano")
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_meltano()
+    if found is not None:
+        return found
     pytest.fail(
         "Meltano not found: set MELTANO_BIN or run `make meltano` (python3 -m venv .venv-meltano"
         ' && .venv-meltano/bin/pip install "meltano~=4.4"); `make test` installs it',
@@ -144,15 +128,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeltanoProject
     """The project copied to a temporary folder, in deletion mode, with the extractor and
     target-postgres installed (uv's cache makes reinstalls take seconds)."""
     meltano = meltano_bin()
-    root = tmp_path_factory.mktemp("meltano-postgres")
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-        else:
-            shutil.copy2(source, root / name)
+    root = copy_project(tmp_path_factory.mktemp("meltano-postgres"))
     deletion_mode(root / "meltano.yml")
     project = MeltanoProject(root=root, meltano=meltano)
     project.run("install", "tap-analytics", "target-postgres", label="meltano install").check()

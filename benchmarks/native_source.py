@@ -12,7 +12,7 @@ For the benchmark suite (`benchmarks.run`), the same drop-in signatures as in
   a time) run by `dlt_bridge.native.load_native` into `<workdir>/<pipeline_name>.duckdb`,
   `parquet`.
 * `run_rest_api_baseline(base_url, token, *, workdir, ...)`: the contract's configuration from
-  `analytics-api.md` (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
+  the API documentation's example configuration (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
   to load every record (`contract_config_fixed`): a minimal `done` paginator instead of the
   `stop_condition` that dlt does not have, `resolve` for the child path parameters, `limit` and
   `include_archived=true`, and the documented primary key of event types. Everything else is
@@ -112,7 +112,7 @@ CONTRACT_CONFIG: dict[str, Any] = {
         },
     ],
 }
-"""`analytics-api.md`'s configuration as written (it does not build in dlt 1.31)."""
+"""The API documentation's example configuration as written (it does not build in dlt 1.31)."""
 
 _CONTRACT_PARENTS = {"app_id": ("applications", "id"), "src_id": ("ingest_source", "id")}
 _CONTRACT_PRIMARY_KEYS = {"event_types": "uuid"}  # the contract's "Resources" section

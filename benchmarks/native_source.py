@@ -11,8 +11,8 @@ For the benchmark suite (`benchmarks.run`), the same drop-in signatures as in
   json columns, merge + `_sdc_sequence`, incremental, child lists fetched `max_concurrency` at
   a time) run by `dlt_bridge.native.load_native` into `<workdir>/<pipeline_name>.duckdb`,
   `parquet`.
-* `run_rest_api_baseline(base_url, token, *, workdir, ...)`: the contract's configuration from
-  the API documentation's example configuration (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
+* `run_rest_api_baseline(base_url, token, *, workdir, ...)`: the API documentation's example
+  configuration (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
   to load every record (`contract_config_fixed`): a minimal `done` paginator instead of the
   `stop_condition` that dlt does not have, `resolve` for the child path parameters, `limit` and
   `include_archived=true`, and the documented primary key of event types. Everything else is

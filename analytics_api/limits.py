@@ -22,3 +22,7 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_CONCURRENCY = 8
 """Requests in flight at once."""
 MAX_CONCURRENCY_LIMIT = 64
+MAX_TIMEOUT = 3600.0
+"""Longest `request_timeout` accepted (seconds): beyond it a hung connection looks like a hang."""
+DELETE_MODES: tuple[str, ...] = ("off", "soft", "hard")
+"""What a full scan does with rows the API no longer returns: nothing, mark them, delete them."""

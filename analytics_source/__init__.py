@@ -23,6 +23,7 @@ from analytics_api.config import (
     api_key_problem,
     base_url_problem,
     is_plain_http_to_remote,
+    numeric_setting_problems,
     start_date_problem,
 )
 from analytics_api.limits import (
@@ -31,10 +32,6 @@ from analytics_api.limits import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
     DEFAULT_TIMEOUT,
-    MAX_CONCURRENCY_LIMIT,
-    MAX_PAGE_SIZE,
-    MAX_RETRIES_LIMIT,
-    MAX_RETRY_WAIT,
 )
 from analytics_api.retry import RetryPolicy
 from analytics_api.timestamps import canonical
@@ -59,9 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-MAX_TIMEOUT = 3600.0
-"""Longest `request_timeout` accepted (seconds): beyond it a hung connection looks like a hang."""
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=MAX_TABLE_NESTING)
@@ -158,18 +152,15 @@ def settings_problems(
         problems.append(f"setting 'api_key': missing; set env {API_KEY_ENV} or .dlt/secrets.toml.")
     elif problem := api_key_problem(api_key, env_hint=f"env {API_KEY_ENV}"):
         problems.append(problem)
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        problems.append(
-            f"setting 'page_size': must be within 1..{MAX_PAGE_SIZE} (the API answers 422 above)."
-        )
     if start_date and (problem := start_date_problem(start_date)):
         problems.append(problem)
-    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-        problems.append(f"setting 'max_retries': must be within 0..{MAX_RETRIES_LIMIT}.")
-    if not 0 <= backoff_factor <= MAX_RETRY_WAIT:
-        problems.append(f"setting 'backoff_factor': must be within 0..{MAX_RETRY_WAIT:g} seconds.")
-    if not 0 < request_timeout <= MAX_TIMEOUT:
-        problems.append(f"setting 'request_timeout': must be within 0..{MAX_TIMEOUT:g} seconds.")
-    if not 1 <= max_concurrency <= MAX_CONCURRENCY_LIMIT:
-        problems.append(f"setting 'max_concurrency': must be within 1..{MAX_CONCURRENCY_LIMIT}.")
+    problems.extend(
+        numeric_setting_problems(
+            page_size=page_size,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            request_timeout=request_timeout,
+            max_concurrency=max_concurrency,
+        )
+    )
     return problems

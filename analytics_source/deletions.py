@@ -27,6 +27,7 @@ import dlt
 from dlt.common.schema.typing import TColumnSchema
 from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
+from analytics_api.limits import DELETE_MODES as CONTRACT_DELETE_MODES
 from analytics_source.hints import MERGE_STRATEGY, SEQUENCE_COLUMN, destination_column_name
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 DeleteMode = Literal["off", "soft", "hard"]
-DELETE_MODES: tuple[str, ...] = ("off", "soft", "hard")
+DELETE_MODES = CONTRACT_DELETE_MODES
 DELETED_AT_COLUMN = "_sdc_deleted_at"
 """Timestamp (UTC) at which a row was found deleted upstream; null for live rows."""
 

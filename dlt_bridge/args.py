@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from analytics_api.limits import DELETE_MODES
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -79,7 +81,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_deletes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--deletes",
-        choices=["off", "soft", "hard"],
+        choices=list(DELETE_MODES),
         default="off",
         help="apply ACTIVATE_VERSION: rows a stream's complete version did not send get"
         " _sdc_deleted_at set (soft) or are deleted (hard), committed with the run's rows and"

@@ -23,6 +23,7 @@ import dlt
 from dlt.sources import DltSource
 
 from analytics_api.errors import AnalyticsAPIError
+from analytics_api.limits import DELETE_MODES
 from analytics_api.redact import redact
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_source import analytics_source, settings_problems
@@ -175,7 +176,7 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     api.add_argument("--streams", help="comma-separated streams to load (default: all eight)")
     api.add_argument(
         "--deletes",
-        choices=["off", "soft", "hard"],
+        choices=list(DELETE_MODES),
         default="off",
         help="after each stream's complete scan, rows gone upstream get _sdc_deleted_at set"
         " (soft) or are deleted (hard), with the run's rows; reads every record (default: off)",

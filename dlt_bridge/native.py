@@ -188,15 +188,18 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run_native(args: argparse.Namespace) -> int:
-    """`dlt-bridge native`: exit 0 on success, 1 if the run failed, 2 for bad settings."""
+def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
+    """`dlt-bridge native`: exit 0 on success, 1 if the run failed, 2 for bad settings.
+
+    `api_key` given (per environment, `dlt_bridge.environments`) replaces the dlt secret lookup.
+    """
     from dlt_bridge.pipeline import BridgeOptions, create_pipeline
 
     _ensure_logging(getattr(args, "log_level", "INFO"))
     base_url = args.base_url or _lookup(
         BASE_URL_KEYS, secret=False, env_fallback=BASE_URL_ENV_FALLBACK
     )
-    api_key = _lookup(API_KEY_KEYS, secret=True, env_fallback=API_KEY_ENV_FALLBACK)
+    api_key = api_key or _lookup(API_KEY_KEYS, secret=True, env_fallback=API_KEY_ENV_FALLBACK)
     options: dict[str, Any] = {name: getattr(args, name) for name in _TUNING}
     options.update(start_date=args.start_date, parallelized=args.parallel)
     problems = [_as_flag(p) for p in settings_problems(base_url, api_key, **options)]

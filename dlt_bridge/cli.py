@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from dlt_bridge.args import build_parser, options_from_args
+from dlt_bridge.tap_process import TapProcess, TapStartError
 
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 1
@@ -86,13 +87,51 @@ def _print_state(out: IO[str], value: Any) -> None:
     out.flush()
 
 
+def _start_tap(args: argparse.Namespace, tmpdir: str) -> TapProcess:
+    """The tap of `run`, started now when it can take its state later (see `tap_process`).
+
+    Raises `ValueError` when the files for `--deletes` cannot be prepared, `TapStartError` when
+    the command cannot be started.
+    """
+    default = not args.tap_command
+    command = default_tap_command() if default else shlex.split(args.tap_command)
+    config, catalog = args.config, args.catalog
+    if args.deletes != "off":  # the tap's deletion mode: FULL_TABLE + ACTIVATE_VERSION
+        from dlt_bridge.deletes import tap_files_for_deletes
+
+        try:
+            config, catalog = tap_files_for_deletes(command, config, catalog, tmpdir)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"--deletes {args.deletes}: could not prepare the tap: {exc}") from exc
+    command += ["--config", config] + (["--catalog", catalog] if catalog else [])
+    return TapProcess(command, tmpdir, state_on_stdin=default)
+
+
 def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
+    options = options_from_args(args)
+    if not run_tap:
+        return _load_with(args, options, None)
+    with tempfile.TemporaryDirectory(prefix="dlt-bridge-") as tmpdir:
+        try:
+            tap = _start_tap(args, tmpdir)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        except TapStartError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        try:
+            return _load_with(args, options, tap)
+        finally:
+            tap.stop()
+
+
+def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -> int:
     from dlt_bridge.loader import SingerLoader, format_summary
     from dlt_bridge.messages import SingerReader
     from dlt_bridge.pipeline import create_pipeline, prepare, source_name_for
     from dlt_bridge.state import stored_singer_state
 
-    options = options_from_args(args)
     try:
         pipeline = create_pipeline(options)
     except ValueError as exc:
@@ -109,51 +148,27 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
         return EXIT_LOAD_FAILED
 
     proc: subprocess.Popen[bytes] | None = None
-    tmpdir: tempfile.TemporaryDirectory[str] | None = None
     source: Any
     on_input_end: Callable[[], None] | None = None
-    if run_tap:
-        state = stored_singer_state(pipeline, source_name_for(options))
-        command = shlex.split(args.tap_command) if args.tap_command else default_tap_command()
-        config, catalog = args.config, args.catalog
-        tmpdir = tempfile.TemporaryDirectory(prefix="dlt-bridge-")
-        if args.deletes != "off":  # the tap's deletion mode: FULL_TABLE + ACTIVATE_VERSION
-            from dlt_bridge.deletes import tap_files_for_deletes
-
-            try:
-                config, catalog = tap_files_for_deletes(command, config, catalog, tmpdir.name)
-            except (OSError, ValueError, RuntimeError) as exc:
-                log.error("--deletes %s: could not prepare the tap: %s", args.deletes, exc)
-                tmpdir.cleanup()
-                return EXIT_USAGE
-        command += ["--config", config] + (["--catalog", catalog] if catalog else [])
-        if state is not None:
-            state_path = os.path.join(tmpdir.name, "state.json")
-            with open(state_path, "w", encoding="utf-8") as fh:
-                _print_state(fh, state)
-            command += ["--state", state_path]
-            log.info("starting the tap from the state stored in the destination")
-        else:
-            log.info("no state stored in the destination: the tap starts a full sync")
-        log.debug("tap command: %s", shlex.join(command))
+    if tap is not None:
         try:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            log.error("could not start the tap (%s): %s", shlex.join(command), exc)
+            tap.send_state(stored_singer_state(pipeline, source_name_for(options)))
+        except TapStartError as exc:
+            log.error("%s", exc)
             return EXIT_USAGE
-        assert proc.stdout is not None
-        source = proc.stdout
-        tap = proc
+        assert tap.proc is not None
+        proc = tap.proc
+        source = tap.stdout
 
         def tap_failed() -> bool:
-            return tap.wait() != 0
+            return proc.wait() != 0
 
         if args.deletes != "off":
             from dlt_bridge.deletes import TapFailedError
 
             def tap_must_succeed() -> None:  # a failed scan must not delete: commit nothing
-                if tap.wait() != 0:
-                    raise TapFailedError(tap.returncode)
+                if proc.wait() != 0:
+                    raise TapFailedError(proc.returncode)
 
             on_input_end = tap_must_succeed
 
@@ -176,8 +191,8 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
     try:
         summary = loader.load(reader)
     except BaseException as exc:
-        if proc is not None:
-            _stop(proc)
+        if tap is not None:
+            tap.stop()
         input_error = _find_input_error(exc)
         if input_error is not None:
             committed = loader.summary.load_ids
@@ -206,8 +221,6 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
     finally:
         if args.command == "load" and args.input:
             source.close()
-        if tmpdir is not None:
-            tmpdir.cleanup()
     for line in format_summary(summary).splitlines():
         log.info("%s", line)
     if reader.skipped_unknown:
@@ -225,17 +238,6 @@ def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
             )
             return EXIT_TAP_FAILED
     return EXIT_OK
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _show_state(args: argparse.Namespace) -> int:

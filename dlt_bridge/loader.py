@@ -45,8 +45,16 @@ from dlt_bridge.messages import (
     StateMessage,
     iter_batch_records,
 )
-from dlt_bridge.pipeline import BridgeOptions, load_workers, location_of, source_name_for
+from dlt_bridge.pipeline import (
+    BridgeOptions,
+    extracted_nothing,
+    load_workers,
+    location_of,
+    schema_hash,
+    source_name_for,
+)
 from dlt_bridge.state import STATE_KEY
+from dlt_bridge.stream_buffer import StreamBuffer
 from dlt_bridge.summary import LoadSummary, format_summary
 
 __all__ = ["RESOURCE_NAME", "LoadSummary", "SingerLoader", "format_summary"]
@@ -54,43 +62,6 @@ __all__ = ["RESOURCE_NAME", "LoadSummary", "SingerLoader", "format_summary"]
 log = logging.getLogger("dlt_bridge")
 
 RESOURCE_NAME = "singer_messages"
-
-
-class _Stream:
-    __slots__ = (
-        "arrow",
-        "arrow_checked",
-        "arrow_off",
-        "buffer",
-        "declared",
-        "hints",
-        "hints_dirty",
-        "key_properties",
-        "known_fields",
-        "name",
-        "records",
-        "schema",
-        "validator",
-        "warned_fields",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.schema: dict[str, Any] = {}
-        self.key_properties: list[str] = []
-        self.validator: RecordValidator | None = None
-        self.hints: dict[str, Any] = {}
-        self.hints_dirty = True
-        self.buffer: list[dict[str, Any]] = []
-        self.records = 0
-        self.warned_fields: set[str] = set()
-        self.known_fields: frozenset[str] = frozenset()
-        self.arrow: ArrowBatcher | None = None
-        """Converts batches to arrow tables; None: dicts only (see `_arrow_allowed`)."""
-        self.arrow_checked = False
-        self.arrow_off = False
-        self.declared: dict[str, Any] = {}
-        """Column -> data type declared by this run's SCHEMA messages so far."""
 
 
 class SingerLoader:
@@ -113,7 +84,7 @@ class SingerLoader:
             destination=str(pipeline.destination.destination_name if pipeline.destination else ""),
             dataset_name=str(pipeline.dataset_name or ""),
         )
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamBuffer] = {}
         self._sequence = SequenceGenerator()
         self._exhausted = False
         self._segment_state: Any = None
@@ -168,8 +139,14 @@ class SingerLoader:
             return singer_messages
 
         pipeline = self.pipeline
+        schema_before = schema_hash(pipeline, self.source_name)
         pipeline.extract(singer(), loader_file_format=self.options.loader_file_format)  # type: ignore[arg-type]
         received = sum(s.records for s in self._streams.values())
+        if extracted_nothing(pipeline, self.source_name, schema_before):
+            # no rows, no schema change and the stored state: normalize and load have no work
+            pipeline.abort_packages()
+            log.info("nothing new: no rows, the same schemas and state; nothing to load")
+            return
         log.info("extracted %s records so far; normalizing", f"{received:,}")
         pipeline.normalize()
         log.info("loading")
@@ -256,7 +233,7 @@ class SingerLoader:
         if not isinstance(message.schema.get("properties", {}), dict):
             raise BridgeInputError(line, "SCHEMA 'properties' is not an object", message.stream)
         if stream is None:
-            stream = self._streams[message.stream] = _Stream(message.stream)
+            stream = self._streams[message.stream] = StreamBuffer(message.stream)
         elif stream.buffer:
             yield self._flush(stream)  # rows received under the previous schema go first
         if stream.validator is not None:
@@ -317,7 +294,7 @@ class SingerLoader:
             raise BridgeInputError(line, str(exc), stream.name) from None
         self._maybe_progress()
 
-    def _warn_unknown_fields(self, line: int, stream: _Stream, record: dict[str, Any]) -> None:
+    def _warn_unknown_fields(self, line: int, stream: StreamBuffer, record: dict[str, Any]) -> None:
         assert stream.validator is not None
         new = [
             k
@@ -334,7 +311,7 @@ class SingerLoader:
                 ", ".join(repr(k) for k in new),
             )
 
-    def _arrow_allowed(self, stream: _Stream) -> bool:
+    def _arrow_allowed(self, stream: StreamBuffer) -> bool:
         """False when the stored table has a hinted column with another type (dlt variants)."""
         try:
             schema = self.pipeline.schemas[self.source_name]
@@ -353,7 +330,7 @@ class SingerLoader:
                 return False
         return True
 
-    def _flush(self, stream: _Stream) -> Any:
+    def _flush(self, stream: StreamBuffer) -> Any:
         """The stream's buffered rows as one item for dlt (a list of dicts or an arrow table).
 
         json columns travel in arrow tables as JSON text in `string` columns; the hints make

@@ -35,9 +35,11 @@ __all__ = [
     "PendingPolicy",
     "choose_loader_file_format",
     "create_pipeline",
+    "extracted_nothing",
     "is_duckdb",
     "location_of",
     "prepare",
+    "schema_hash",
     "source_name_for",
 ]
 
@@ -242,6 +244,27 @@ def prepare(pipeline: dlt.Pipeline, on_pending: PendingPolicy = "load") -> None:
                 pipeline.normalize()
             pipeline.load(**load_workers(pipeline))
     pipeline.sync_destination()
+
+
+def schema_hash(pipeline: dlt.Pipeline, schema_name: str) -> str | None:
+    """Version hash of the pipeline's schema `schema_name` (None before it exists)."""
+    schema = pipeline.schemas.get(schema_name)
+    return schema.version_hash if schema is not None else None
+
+
+def extracted_nothing(pipeline: dlt.Pipeline, schema_name: str, hash_before: str | None) -> bool:
+    """True when the last extract left only empty packages and the schema as it was.
+
+    dlt writes no state file into a package when the state equals the stored one, so such a
+    package has nothing to commit: normalize and load can be skipped (and the package dropped).
+    """
+    if hash_before is None or schema_hash(pipeline, schema_name) != hash_before:
+        return False
+    for load_id in pipeline.list_extracted_load_packages():
+        jobs = pipeline.get_load_package_info(load_id).jobs
+        if any(jobs.get(kind) for kind in ("new_jobs", "started_jobs", "failed_jobs")):
+            return False
+    return True
 
 
 _MOVED = {

@@ -90,8 +90,29 @@ def _add_deletes(parser: argparse.ArgumentParser) -> None:
     )
 
 
+ENVIRONMENT_HELP = (
+    "run this environment of the environments file (ANALYTICS_ENVIRONMENTS), with its own"
+    " base_url, key, pipeline and destination; repeat it for several, `all` for every one, in"
+    " file order. One failing does not stop the others (docs/bridge.md)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Checks that need more than one flag: `run` takes --config or --environment."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed = super().parse_args(args, namespace)
+        if parsed.command == "run" and not parsed.config and not parsed.environment:
+            self.error("run: --config is required (or --environment)")
+        return parsed
+
+
+def _add_environment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--environment", action="append", metavar="NAME", help=ENVIRONMENT_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dlt-bridge",
         description="Load Singer messages into a dlt destination (DuckDB by default).",
     )
@@ -109,12 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run tap-analytics with the state stored in the destination and load its output",
     )
-    p_run.add_argument("--config", required=True, help="tap config file (passed to the tap)")
+    p_run.add_argument(
+        "--config",
+        help="tap config file (passed to the tap); required unless --environment is given, and"
+        " then it may not set base_url or api_key",
+    )
     p_run.add_argument("--catalog", help="tap catalog file (passed to the tap)")
     p_run.add_argument(
         "--tap-command",
         help="command that runs the tap (default: this Python's `-m tap_analytics`)",
     )
+    _add_environment(p_run)
     _add_common(p_run)
     _add_deletes(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
@@ -122,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dlt_bridge.native import add_native_subcommand
 
-    add_native_subcommand(sub)
+    _add_environment(add_native_subcommand(sub))
     return parser
 
 

@@ -269,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _logging_to_stderr(args.log_level)
     try:
         started = time.monotonic()
+        if getattr(args, "environment", None):  # run/native --environment: one run per account
+            from dlt_bridge.environments import run_environments
+
+            return run_environments(args)
         if args.command == "state":
             return _show_state(args)
         if args.command == "native":

@@ -1,0 +1,391 @@
+"""`dlt-bridge run|native --environment NAME`: several accounts of the API, each on its own.
+
+The accounts are listed in the environments file (`analytics_api.environments`, named by
+`ANALYTICS_ENVIRONMENTS`). This module only plans and sequences: for each selected environment
+it builds the arguments of one ordinary `run` (`dlt_bridge.cli._load`) or `native`
+(`dlt_bridge.native.run_native`) and calls it, so every environment runs exactly as a single
+command would.
+
+Isolation: the pipeline is `analytics_<name>` (its own dlt state and pending packages); on DuckDB
+the file is `analytics_<name>.duckdb` with dataset `analytics`, on any other destination the
+dataset is `analytics_<name>`. Merges, state and deletions of one environment never touch
+another's.
+
+What can be checked is checked before the first environment runs (flags, the file, the names,
+every selected key variable, the destination): exit 2, nothing run. A failure while one
+environment runs is reported in one line and the next one runs; the exit code is the first
+failure's. Keys are passed explicitly (a temporary tap config only the user can read, or
+`api_key=`), never through `os.environ`, and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from analytics_api.environments import (
+    DATASET_NAME,
+    Environment,
+    EnvironmentsError,
+    environments_path,
+    load_environments,
+    select,
+)
+from analytics_api.redact import redact
+
+log = logging.getLogger("dlt_bridge")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+ALL = "all"
+OPTIONS = (
+    "start_date",
+    "page_size",
+    "max_retries",
+    "backoff_factor",
+    "request_timeout",
+    "max_concurrency",
+)
+"""Environment fields that are also tap settings and `native` flags of the same name."""
+_DUCKDB = "duckdb"
+
+
+@dataclass
+class Plan:
+    """One environment's run: its key and the arguments of an ordinary `run` or `native`."""
+
+    environment: Environment
+    api_key: str
+    args: argparse.Namespace
+    destination: str
+    location: str = ""
+    """The DuckDB file (DuckDB only)."""
+    tap_config: dict[str, Any] = field(default_factory=dict)
+    """`run` only: the tap's settings, the key excepted (added in a private temporary file)."""
+
+
+@dataclass
+class Outcome:
+    """What became of one environment."""
+
+    name: str
+    status: str  # ok, failed, not run
+    exit_code: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    plan: Plan | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "environment": self.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "pipeline_name": plan.args.pipeline_name if plan else None,
+            "destination": plan.destination if plan else None,
+            "dataset_name": plan.args.dataset_name if plan else None,
+            "location": plan.location if plan else None,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Plan every selected environment, then run them one after another; see the module doc."""
+    environ = os.environ if environ is None else environ
+    try:
+        plans = plan_runs(args, environ)
+    except EnvironmentsError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    outcomes: list[Outcome] = []
+    for plan in plans:
+        if outcomes and outcomes[-1].exit_code == EXIT_INTERRUPTED:
+            outcomes.append(Outcome(plan.environment.name, "not run", plan=plan))
+            continue
+        outcome = run_plan(plan)
+        outcomes.append(outcome)
+        if outcome.status == "failed":
+            log.error(
+                "environment '%s' failed (exit %s, key from %s): %s",
+                outcome.name,
+                outcome.exit_code,
+                plan.environment.api_key_env,
+                outcome.error,
+            )
+    report(outcomes)
+    failed = [o.exit_code for o in outcomes if o.status == "failed"]
+    if EXIT_INTERRUPTED in failed:
+        return EXIT_INTERRUPTED
+    return failed[0] if failed and failed[0] is not None else 0
+
+
+def plan_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Plan]:
+    """Every check that needs no API call; raises `EnvironmentsError` listing all problems."""
+    problems = flag_conflicts(args)
+    base_config: dict[str, Any] = {}
+    if args.command == "run" and args.config:
+        base_config, problem = read_tap_config(args.config)
+        problems += [problem] if problem else []
+    if problems:
+        raise EnvironmentsError("\n".join(problems))
+    path = environments_path(environ)
+    environments = select(load_environments(path), selected_names(args.environment))
+    explicit = explicit_fields(path)
+    keys: dict[str, str] = {}
+    for env in environments:
+        try:
+            keys[env.name] = env.api_key(environ)
+        except EnvironmentsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise EnvironmentsError("\n".join(problems))
+    plans = []
+    for env in environments:
+        try:
+            plans.append(plan_one(args, env, keys[env.name], explicit[env.name], base_config))
+        except EnvironmentsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise EnvironmentsError("\n".join(problems))
+    return plans
+
+
+def flag_conflicts(args: argparse.Namespace) -> list[str]:
+    """Flags that would put several environments in one place, or override the file's URL."""
+    from analytics_source.settings import DEFAULT_PIPELINE_NAME as NATIVE_PIPELINE
+    from dlt_bridge.pipeline import DEFAULT_PIPELINE_NAME as RUN_PIPELINE
+
+    problems = []
+    if args.command == "native" and args.base_url:
+        problems.append(
+            "--base-url conflicts with --environment: each environment's base_url comes from"
+            " the environments file."
+        )
+    default = NATIVE_PIPELINE if args.command == "native" else RUN_PIPELINE
+    if args.pipeline_name != default:
+        problems.append(
+            "--pipeline-name conflicts with --environment: each environment's pipeline is"
+            " analytics_<name>."
+        )
+    if args.dataset_name:
+        problems.append(
+            "--dataset-name conflicts with --environment: the dataset is `analytics` in each"
+            " environment's own DuckDB file, analytics_<name> on other destinations."
+        )
+    return problems
+
+
+def read_tap_config(path: str) -> tuple[dict[str, Any], str | None]:
+    """The `--config` file's settings, or a problem: with --environment it may not set the
+    URL or the key (they are the environment's). Values are never quoted."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        return {}, f"--config {path}: cannot read it ({reason})."
+    if not isinstance(config, dict):
+        return {}, f"--config {path}: needs a JSON object of tap settings."
+    if taken := [key for key in ("base_url", "api_key") if key in config]:
+        return {}, (
+            f"--config {path} sets {', '.join(taken)}, which conflicts with --environment: the"
+            " base_url comes from the environments file and the key from each environment's"
+            " api_key_env variable. Remove them from the file."
+        )
+    return config, None
+
+
+def selected_names(values: Sequence[str] | None) -> list[str]:
+    """The names asked for, once each; `all` anywhere means every environment."""
+    names = list(dict.fromkeys(values or []))
+    return [] if ALL in names else names
+
+
+def explicit_fields(path: Path) -> dict[str, frozenset[str]]:
+    """The fields each environment sets itself: only those override the command line.
+
+    Read from the file again (`Environment` fills in defaults); it was checked as a whole by
+    `load_environments` just before.
+    """
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {entry["name"]: frozenset(entry) for entry in document["environments"]}
+
+
+def plan_one(
+    args: argparse.Namespace,
+    env: Environment,
+    api_key: str,
+    explicit: frozenset[str],
+    base_config: Mapping[str, Any],
+) -> Plan:
+    """The arguments of this environment's ordinary run: file settings win when set."""
+    destination, dataset, location = destination_for(args, env)
+    own = {name: getattr(env, name) for name in OPTIONS if name in explicit}
+    ns = argparse.Namespace(**vars(args))
+    ns.environment = None
+    ns.pipeline_name = env.pipeline_name
+    ns.dataset_name = dataset
+    ns.deletes = env.deletes if "deletes" in explicit else args.deletes
+    plan = Plan(env, api_key, ns, destination, location)
+    if args.command == "native":
+        from analytics_source import settings_problems
+
+        ns.base_url = env.base_url
+        for name, value in own.items():
+            setattr(ns, name, value)
+        options = {name: getattr(ns, name) for name in OPTIONS}
+        if problems := settings_problems(env.base_url, api_key, **options):
+            raise EnvironmentsError(
+                "\n".join(f"environment '{env.name}': {problem}" for problem in problems)
+            )
+    else:
+        plan.tap_config = {**base_config, **own, "base_url": env.base_url}
+    return plan
+
+
+def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, str, str]:
+    """(destination name, dataset, DuckDB file): resolved as `create_pipeline` will."""
+    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, is_duckdb, location_of
+
+    try:
+        name = _destination_name(args.destination, env.pipeline_name, args.pipelines_dir)
+        dataset = DATASET_NAME if name == _DUCKDB else env.server_dataset
+        options = BridgeOptions(
+            pipeline_name=env.pipeline_name,
+            destination=args.destination,
+            dataset_name=dataset,
+            pipelines_dir=args.pipelines_dir,
+            loader_file_format=args.loader_file_format,
+        )
+        pipeline = create_pipeline(options)
+    except Exception as exc:
+        raise EnvironmentsError(f"environment '{env.name}': {exc}") from None
+    if not is_duckdb(pipeline):
+        return name, dataset, ""
+    location = location_of(pipeline)
+    if os.path.basename(location) != env.duckdb_file:
+        raise EnvironmentsError(
+            f"environment '{env.name}': dlt is configured to load DuckDB into {location}, a"
+            f" file every environment would share; with --environment each one has its own,"
+            f" {env.duckdb_file} in the working directory. Unset the DuckDB credentials"
+            " (DESTINATION__DUCKDB__CREDENTIALS) or run from another directory."
+        )
+    return name, dataset, location
+
+
+def _destination_name(destination: str | None, pipeline_name: str, pipelines_dir: Any) -> str:
+    """The flag, else dlt config / the pipeline's own (as `create_pipeline`), else duckdb."""
+    import dlt
+    from dlt.common.destination import Destination
+
+    if destination:
+        reference: Any = Destination.from_reference(destination)
+        return str(reference.destination_name)
+    kwargs = {"pipelines_dir": pipelines_dir} if pipelines_dir else {}
+    configured = dlt.pipeline(pipeline_name=pipeline_name, **kwargs)
+    found = configured.destination
+    return str(found.destination_name) if found is not None else _DUCKDB
+
+
+def run_plan(plan: Plan) -> Outcome:
+    """Run one environment; its log lines carry its name, its first error becomes the report."""
+    name = plan.environment.name
+    prefix = _Prefix(name)
+    errors = _FirstError(prefix.prefix)
+    bridge, source = logging.getLogger("dlt_bridge"), logging.getLogger("analytics_source")
+    bridge.addHandler(errors)
+    for logger in (bridge, source):
+        logger.addFilter(prefix)
+    where = f"{plan.location}, " if plan.location else ""
+    log.info("loading into %s %sdataset %s", plan.destination, where, plan.args.dataset_name)
+    started = time.monotonic()
+    try:
+        code = _run(plan)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unexpected failure: the next environments still run
+        text = redact(str(exc), plan.api_key).strip()
+        log.error("unexpected failure: %s: %s", type(exc).__name__, text[:2000])
+        code = 1
+    finally:
+        bridge.removeHandler(errors)
+        for logger in (bridge, source):
+            logger.removeFilter(prefix)
+    seconds = time.monotonic() - started
+    if code == 0:
+        return Outcome(name, "ok", 0, seconds, plan=plan)
+    error = redact(errors.message or f"exit code {code}", plan.api_key)
+    return Outcome(name, "failed", code, seconds, error, plan)
+
+
+def _run(plan: Plan) -> int:
+    if plan.args.command == "native":
+        from dlt_bridge.native import run_native
+
+        return run_native(plan.args, api_key=plan.api_key)
+    from dlt_bridge.cli import _load
+
+    with tempfile.TemporaryDirectory(prefix="dlt-bridge-env-") as tmpdir:  # mode 0700
+        path = os.path.join(tmpdir, "tap-config.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({**plan.tap_config, "api_key": plan.api_key}, fh)
+        args = argparse.Namespace(**vars(plan.args))
+        args.config = path
+        return _load(args, run_tap=True)
+
+
+def report(outcomes: list[Outcome]) -> None:
+    """One line per environment on stderr, and one JSON object per environment on stdout."""
+    failed = sum(o.status == "failed" for o in outcomes)
+    log.info("environments: %d run, %d failed", len(outcomes), failed)
+    width = max((len(o.name) for o in outcomes), default=0)
+    for o in outcomes:
+        status = o.status if o.status != "failed" else f"failed (exit {o.exit_code})"
+        where = ""
+        if o.plan is not None:
+            target = o.plan.location or f"dataset {o.plan.args.dataset_name}"
+            where = f"  {o.plan.destination} {target}"
+        log.info("  %-*s  %-15s %6.1f s%s", width, o.name, status, o.seconds, where)
+    for o in outcomes:
+        sys.stdout.write(json.dumps(o.as_json()) + "\n")
+    sys.stdout.flush()
+
+
+class _FirstError(logging.Handler):
+    """Keeps the first error an environment's run logs (its first line)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(logging.ERROR)
+        self.prefix = prefix
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.message is None:
+            lines = record.getMessage().removeprefix(self.prefix).strip().splitlines()
+            self.message = lines[0] if lines else None
+
+
+class _Prefix(logging.Filter):
+    """Puts `[<environment>]` in front of every log line while that environment runs."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.prefix = f"[{name}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and not record.msg.startswith(self.prefix):
+            record.msg = self.prefix + record.msg
+        return True

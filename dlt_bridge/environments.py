@@ -302,7 +302,7 @@ def _destination_name(destination: str | None, pipeline_name: str, pipelines_dir
 def run_plan(plan: Plan) -> Outcome:
     """Run one environment; its log lines carry its name, its first error becomes the report."""
     name = plan.environment.name
-    prefix = _Prefix(name)
+    prefix = _Prefix(name, plan.api_key)
     errors = _FirstError(prefix.prefix)
     bridge, source = logging.getLogger("dlt_bridge"), logging.getLogger("analytics_source")
     bridge.addHandler(errors)
@@ -379,13 +379,18 @@ class _FirstError(logging.Handler):
 
 
 class _Prefix(logging.Filter):
-    """Puts `[<environment>]` in front of every log line while that environment runs."""
+    """While an environment runs: `[<name>]` in front of every log line, and its key masked."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, secret: str) -> None:
         super().__init__()
         self.prefix = f"[{name}] "
+        self.secret = secret
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and not record.msg.startswith(self.prefix):
-            record.msg = self.prefix + record.msg
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed call: leave it to logging's own error handling
+            return True
+        if not text.startswith(self.prefix):
+            record.msg, record.args = self.prefix + redact(text, self.secret), None
         return True

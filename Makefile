@@ -6,8 +6,12 @@ STAMP  := $(VENV)/.installed
 # Meltano gets a virtualenv of its own: it pins libraries the tap's environment must not share.
 MELTANO_VENV ?= .venv-meltano
 MELTANO      := $(MELTANO_VENV)/bin/meltano
+# Dagster too (the `dagster` extra): its pins stay out of the project's own environment.
+DAGSTER_VENV  ?= .venv-dagster
+DAGSTER       := $(DAGSTER_VENV)/bin/dagster
+DAGSTER_STAMP := $(DAGSTER_VENV)/.installed
 
-.PHONY: install meltano postgres demo test test-fast test-compat lint bench bench-memory clean
+.PHONY: install meltano dagster postgres demo test test-fast test-compat lint bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +27,16 @@ $(MELTANO):
 
 meltano: $(MELTANO)
 
+# The Dagster code location (analytics_dagster) with the project installed editable, checked.
+$(DAGSTER_STAMP): pyproject.toml
+	test -x $(DAGSTER_VENV)/bin/python || $(PYTHON) -m venv $(DAGSTER_VENV)
+	$(DAGSTER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DAGSTER_VENV)/bin/python -m pip install --quiet -e '.[dagster]'
+	$(DAGSTER_VENV)/bin/python -m pip check
+	touch $(DAGSTER_STAMP)
+
+dagster: $(DAGSTER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
@@ -37,8 +51,8 @@ postgres:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends postgresql; \
 	fi
 
-test: $(STAMP) $(MELTANO) postgres
-	MELTANO_BIN=$(CURDIR)/$(MELTANO) RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q
+test: $(STAMP) $(MELTANO) dagster postgres
+	MELTANO_BIN=$(CURDIR)/$(MELTANO) DAGSTER_BIN=$(CURDIR)/$(DAGSTER) RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

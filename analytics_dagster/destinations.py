@@ -1,0 +1,91 @@
+"""Where each environment's data goes: its own DuckDB file, or its own dataset on a server.
+
+One dlt pipeline per environment, named `analytics_<name>`, so dlt's local working folder, its
+state and its load packages are never shared. With DuckDB each environment writes its own file
+(`analytics_<name>.duckdb`, dataset `analytics`); with a server destination (PostgreSQL, ...)
+each writes its own dataset (`analytics_<name>`). Merges and deletions work within one table of
+one dataset, so one environment's run cannot touch another's rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlt
+from dlt.common.destination import Destination
+
+from analytics_api.environments import DATASET_NAME, Environment
+from analytics_dagster.settings import DESTINATION_VARIABLE, OrchestrationSettings, SettingsError
+
+SPEC_PIPELINE_NAME = "analytics_dagster_specs"
+"""The pipeline the asset definitions describe; it never runs (each run builds its own)."""
+
+
+DUCKDB_STAGING_LAYOUT = "staging_%s"
+"""Where dlt stages merges inside an environment's DuckDB file: `staging_analytics`.
+
+DuckDB names a file's catalog after the file, so `analytics_staging.duckdb` (environment
+`staging`) has catalog `analytics_staging`, the very name of dlt's default staging dataset
+(`%s_staging`): every merge then fails with "Ambiguous reference to catalog or schema". No
+catalog `analytics_<name>` can be called `staging_analytics`."""
+
+
+def check_destination(settings: OrchestrationSettings) -> None:
+    """Fail at definition time when dlt does not know the destination (no credentials needed)."""
+    try:
+        Destination.from_reference(settings.destination)
+    except Exception as exc:
+        raise SettingsError(
+            f"{DESTINATION_VARIABLE}: dlt has no destination by that name ({type(exc).__name__}); "
+            "use duckdb (the default), postgres or another dlt destination name."
+        ) from None
+
+
+def duckdb_path(environment: Environment, settings: OrchestrationSettings) -> Path:
+    """The environment's DuckDB file: `ANALYTICS_DUCKDB_DIR`, else the run's working directory."""
+    directory = settings.duckdb_dir if settings.duckdb_dir is not None else Path.cwd()
+    return (directory / environment.duckdb_file).absolute()
+
+
+def dataset_name(environment: Environment, settings: OrchestrationSettings) -> str:
+    """`analytics` inside the environment's own file, `analytics_<name>` on a shared server."""
+    return DATASET_NAME if settings.per_environment_file else environment.server_dataset
+
+
+def describe(environment: Environment, settings: OrchestrationSettings) -> str:
+    """Where a run of this environment loads, for the run's log (no credentials in it)."""
+    dataset = dataset_name(environment, settings)
+    if settings.per_environment_file:
+        return f"{duckdb_path(environment, settings)}, dataset {dataset}"
+    return f"{settings.destination}, dataset {dataset}"
+
+
+def environment_pipeline(environment: Environment, settings: OrchestrationSettings) -> dlt.Pipeline:
+    """The dlt pipeline of one environment: its own name, state and place in the destination.
+
+    Server credentials come from dlt config and secrets as usual (for example env
+    `DESTINATION__POSTGRES__CREDENTIALS`), read by dlt when the load starts. dlt's working
+    folder is `<DLT_DATA_DIR or ~/.dlt>/pipelines/analytics_<name>`.
+    """
+    destination: str | Destination
+    if settings.per_environment_file:
+        destination = dlt.destinations.duckdb(
+            str(duckdb_path(environment, settings)),
+            staging_dataset_name_layout=DUCKDB_STAGING_LAYOUT,
+        )
+    else:
+        destination = settings.destination
+    return dlt.pipeline(
+        pipeline_name=environment.pipeline_name,
+        destination=destination,
+        dataset_name=dataset_name(environment, settings),
+    )
+
+
+def spec_pipeline(settings: OrchestrationSettings) -> dlt.Pipeline:
+    """A pipeline for `@dlt_assets` to describe the assets with (its kind: the destination)."""
+    return dlt.pipeline(
+        pipeline_name=SPEC_PIPELINE_NAME,
+        destination=settings.destination,
+        dataset_name=DATASET_NAME,
+    )

@@ -1,0 +1,67 @@
+"""What a failed run of one environment says, and whether trying it again can help.
+
+Every message starts with `environment '<name>'`, so a failure in Dagster's UI, logs or alerts
+says which account broke, and has the key masked even if something upstream quoted it. A retry
+is asked for only when waiting can help: the API or the destination was unavailable. A wrong
+key, a bad setting or a malformed response fails at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dlt.common.exceptions import TerminalException
+
+from analytics_api.environments import Environment
+from analytics_api.errors import AnalyticsAPIError, AuthenticationError, RetryBudgetExhaustedError
+from analytics_api.redact import redact
+
+MAX_MESSAGE_CHARS = 2000
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything it wraps: causes, contexts, dlt's `exception` attribute."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "exception", None)
+        stack.extend([current.__cause__, current.__context__])
+        if isinstance(wrapped, BaseException):
+            stack.append(wrapped)
+
+
+def contract_error(exc: BaseException) -> AnalyticsAPIError | None:
+    """The API contract's own error inside dlt's wrappers, if the failure came from the API."""
+    return next((e for e in _chain(exc) if isinstance(e, AnalyticsAPIError)), None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether another attempt later may succeed.
+
+    The contract's errors are final except an exhausted retry budget (the API was down or
+    rate-limiting through every HTTP retry). Outside the API, dlt marks final errors as
+    `TerminalException` (missing credentials, a schema the destination refuses); anything else
+    (a connection refused by the destination, a locked DuckDB file) is worth another attempt.
+    """
+    error = contract_error(exc)
+    if error is not None:
+        return isinstance(error, RetryBudgetExhaustedError)
+    return not any(isinstance(e, TerminalException) for e in _chain(exc))
+
+
+def failure_message(environment: Environment, exc: BaseException, secret: str | None) -> str:
+    """One line naming the environment and what went wrong; the key masked, never quoted."""
+    error = contract_error(exc)
+    text = str(error if error is not None else exc).strip() or type(exc).__name__
+    text = redact(text, secret)
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + " ..."
+    if isinstance(error, AuthenticationError):
+        text += f" This environment's key is read from the variable {environment.api_key_env}."
+    prefix = f"environment '{environment.name}'"
+    return text if text.startswith(prefix) else f"{prefix}: {text}"

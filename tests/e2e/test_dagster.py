@@ -1,0 +1,290 @@
+"""The Dagster code location (`analytics_dagster`) end to end, through the `dagster` CLI.
+
+Each test writes an environments file for two or three local fake APIs (in this process, each
+with its own data and its own key), and runs `dagster definitions validate` and `dagster asset
+materialize --partition <name>` as subprocesses with a temporary DAGSTER_HOME, a temporary
+working directory (where the `analytics_<name>.duckdb` files appear) and each environment's key
+in the child's environment only. Tables are compared with each fake's ground truth using
+test_meltano's DuckDB helpers (tests/e2e/dagster_support.py points them at each file).
+
+Dagster lives in its own virtualenv: `$DAGSTER_BIN`, else `.venv-dagster/bin/dagster` (`make
+dagster`, which `make test` runs). Without it these tests fail, saying how to create it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from analytics_api.streams import STREAMS
+from fake_api import DatasetConfig, FaultRule
+from tests.e2e.bridge_support import count
+from tests.e2e.dagster_support import (
+    Environment,
+    Workspace,
+    assert_equals_dump,
+    dagster_bin,
+    reading,
+    rows_of_last_load,
+    tables_of,
+)
+from tests.e2e.deletes_support import assert_live_rows_equal_dump, deleted_keys
+from tests.support import all_dumps
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NAMES = [s.name for s in STREAMS]
+
+# Two small, different accounts: ~45 and ~40 records, every stream non-empty.
+PROD_DATA = DatasetConfig(
+    seed=31,
+    applications=5,
+    endpoints_per_app=2,
+    integrations_per_app=1,
+    event_types=6,
+    tokens=3,
+    ingest_sources=2,
+    endpoints_per_source=2,
+    webhook_endpoints=3,
+)
+STAGING_DATA = DatasetConfig(
+    seed=32,
+    applications=4,
+    endpoints_per_app=1,
+    integrations_per_app=2,
+    event_types=5,
+    tokens=2,
+    ingest_sources=3,
+    endpoints_per_source=1,
+    webhook_endpoints=2,
+)
+PROD_KEY = "sk-prod-0a1b2c3d4e5f"
+STAGING_KEY = "sk-staging-9z8y7x6w"
+
+Factory = Callable[..., Workspace]
+
+
+@pytest.fixture
+def workspace(tmp_path: Any, fake_api_factory: Any) -> Iterator[Factory]:
+    """`workspace(prod={...}, staging={...})`: fakes for the named environments and a Workspace.
+
+    Each keyword names an environment; its value holds that environment's file options.
+    `prod` and `staging` get their own datasets and keys; any other name gets a copy of prod's
+    data with a key of its own.
+    """
+    made: list[Workspace] = []
+    dagster = dagster_bin()
+
+    def make(**environments: dict[str, Any]) -> Workspace:
+        entries = []
+        for name, options in environments.items():
+            data = STAGING_DATA if name == "staging" else PROD_DATA
+            token = {"prod": PROD_KEY, "staging": STAGING_KEY}.get(name, f"sk-{name}-5566778899")
+            api = fake_api_factory(data, token=token)
+            entries.append(Environment(name, api, dict(options)))
+        ws = Workspace(tmp_path / f"ws{len(made)}", dagster, entries)
+        made.append(ws)
+        return ws
+
+    yield make
+    for ws in made:
+        if ws.timings:
+            print(
+                "\nDagster timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in ws.timings.items())
+            )
+
+
+def _keys(dump: dict[str, list[dict[str, Any]]]) -> set[Any]:
+    return {r[s.primary_key] for s in STREAMS for r in dump[s.name]}
+
+
+def _environment(ws: Workspace, name: str) -> Environment:
+    return next(e for e in ws.environments if e.name == name)
+
+
+def _assert_no_secret(output: str) -> None:
+    for secret in (PROD_KEY, STAGING_KEY, "sk-wrong-key-31337"):
+        assert secret not in output
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_each_partition_loads_its_own_environment_into_its_own_file(workspace: Factory) -> None:
+    ws = workspace(prod={}, staging={})
+    prod, staging = (_environment(ws, n).api for n in ("prod", "staging"))
+    assert not _keys(all_dumps(prod)) & _keys(all_dumps(staging))  # nothing shared to hide
+
+    # definitions load with the file alone: no key variable set
+    validated = ws.validate(env=ws.env(keys=False), label="validate (no keys)").check()
+    assert "Validation successful for code location analytics_dagster" in validated.output
+
+    for name in ("prod", "staging"):
+        result = ws.materialize(name, label=f"materialize {name}").check()
+        assert f"environment '{name}': loading into" in result.output
+        _assert_no_secret(result.output)
+    assert ws.duckdb_files() == ["analytics_prod.duckdb", "analytics_staging.duckdb"]
+    assert_equals_dump(ws, "prod", all_dumps(prod))
+    assert_equals_dump(ws, "staging", all_dumps(staging))
+    # each fake saw its own key only: no request was refused
+    for api in (prod, staging):
+        assert set(api.stats()["by_status"]) == {"200"}, api.stats()["by_status"]
+
+
+def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> None:
+    ws = workspace(prod={}, staging={}, dev={})
+    dev = _environment(ws, "dev").api
+    dev.add_fault_rule(FaultRule("503", "/v1/app"))  # down beyond every retry
+
+    missing = ws.materialize("prod", env=ws.env(ANALYTICS_PROD_API_KEY=None))
+    assert missing.returncode != 0
+    assert (
+        "environment 'prod', field 'api_key_env': variable ANALYTICS_PROD_API_KEY is not set"
+        in missing.output
+    ), missing.output[-3000:]
+
+    _environment(ws, "prod").key = "sk-wrong-key-31337"
+    wrong = ws.materialize("prod", label="materialize prod (wrong key)")
+    assert wrong.returncode != 0
+    assert "environment 'prod': stream " in wrong.output and "HTTP 401" in wrong.output
+    assert "read from the variable ANALYTICS_PROD_API_KEY" in wrong.output
+    assert "STEP_UP_FOR_RETRY" not in wrong.output  # a wrong key is not retried
+    _assert_no_secret(wrong.output)
+
+    down = ws.materialize(
+        "dev", label="materialize dev (API down)", env=ws.env(ANALYTICS_RETRIES="1")
+    )
+    assert down.returncode != 0
+    assert "STEP_UP_FOR_RETRY" in down.output  # one more attempt, then the failure
+    assert down.output.count("environment 'dev': loading into") == 2
+    assert "environment 'dev': stream 'applications', GET /v1/app: giving up" in down.output
+    _assert_no_secret(down.output)
+
+    ok = ws.materialize("staging", label="materialize staging").check()
+    _assert_no_secret(ok.output)
+    assert_equals_dump(ws, "staging", all_dumps(_environment(ws, "staging").api))
+    for name in ("prod", "dev"):  # the failed environments loaded nothing
+        if ws.duckdb_file(name).exists():
+            with reading(ws, name) as folder:
+                assert not any(count(folder, n) for n in NAMES), name
+
+
+def test_a_second_materialization_loads_only_what_changed(workspace: Factory) -> None:
+    ws = workspace(prod={}, staging={})
+    prod = _environment(ws, "prod").api
+    ws.materialize("prod", label="materialize prod (full)").check()
+    assert_equals_dump(ws, "prod", all_dumps(prod))
+
+    mutated = prod.mutate(share=0.3, seed=4)
+    assert all(mutated.values()), mutated
+    ws.materialize("prod", label="materialize prod (incremental)").check()
+    assert_equals_dump(ws, "prod", all_dumps(prod))  # new values and new tokens arrived
+    # only the mutated records travelled: they are exactly the rows of the newest load
+    assert rows_of_last_load(ws, "prod") == {k: sorted(v) for k, v in mutated.items()}
+    assert ws.duckdb_files() == ["analytics_prod.duckdb"]  # staging never ran, nothing of it
+
+
+def test_deletions_change_only_their_own_environment(workspace: Factory) -> None:
+    ws = workspace(prod={"deletes": "hard"}, staging={"deletes": "soft"})
+    prod, staging = (_environment(ws, n).api for n in ("prod", "staging"))
+    for name in ("prod", "staging"):
+        ws.materialize(name, label=f"materialize {name} (first)").check()
+    staging_before = tables_of(ws, "staging")
+
+    gone = prod.delete_records(share=0.3, seed=3)
+    assert all(gone.values()), gone
+    ws.materialize("prod", label="materialize prod (hard deletes)").check()
+    assert_equals_dump(ws, "prod", all_dumps(prod))  # the deleted rows are gone
+    assert tables_of(ws, "staging") == staging_before
+    prod_after = tables_of(ws, "prod")
+
+    marked = staging.delete_records(share=0.3, seed=5)
+    ws.materialize("staging", label="materialize staging (soft deletes)").check()
+    with reading(ws, "staging") as folder:
+        assert_live_rows_equal_dump(folder, staging)
+        for name in NAMES:
+            assert deleted_keys(folder, name) == set(marked[name]), name
+    assert tables_of(ws, "prod") == prod_after
+
+
+def test_loading_fails_clearly_on_a_bad_file_or_setting(workspace: Factory) -> None:
+    ws = workspace(prod={})
+
+    unset = ws.validate(env=ws.env(ANALYTICS_ENVIRONMENTS=None))
+    assert unset.returncode != 0
+    assert "ANALYTICS_ENVIRONMENTS is not set" in unset.output, unset.output[-3000:]
+
+    bad = dict(_environment(ws, "prod").entry(), page_size=999, api_key=PROD_KEY)
+    ws.environments_file.write_text(json.dumps({"environments": [bad, bad]}), "utf-8")
+    invalid = ws.validate(label="validate (bad file)")
+    assert invalid.returncode != 0
+    for problem in (
+        "environment 'prod', field 'api_key': keys do not go in this file",
+        "environment 'prod', field 'name': duplicate",
+        "setting 'page_size'",
+    ):
+        assert problem in invalid.output, invalid.output[-3000:]
+    _assert_no_secret(invalid.output)
+
+    ws.write_file()
+    schedule = ws.validate(env=ws.env(ANALYTICS_SCHEDULE="every hour"))
+    assert schedule.returncode != 0
+    assert "ANALYTICS_SCHEDULE: not a cron expression" in schedule.output
+
+
+SCHEDULE_PROBE = """
+import json
+from datetime import datetime, timezone
+from dagster import build_schedule_context
+import analytics_dagster
+
+repository = analytics_dagster.defs.get_repository_def()
+schedule = repository.get_schedule_def("analytics_schedule")
+at = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
+tick = schedule.evaluate_tick(
+    build_schedule_context(repository_def=repository, scheduled_execution_time=at)
+)
+job = repository.get_job("analytics_job")
+print("PROBE " + json.dumps({
+    "cron": schedule.cron_schedule,
+    "timezone": schedule.execution_timezone,
+    "status": schedule.default_status.value,
+    "runs": [
+        (r.partition_key, r.tags["analytics/environment"], r.run_key) for r in tick.run_requests
+    ],
+    "job_partitions": job.partitions_def.get_partition_keys(),
+    "assets": sorted(k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()),
+    "executor": job.executor_def.name,
+}))
+"""
+
+
+def _probe(result: Any) -> dict[str, Any]:
+    lines = [line for line in result.check().output.splitlines() if line.startswith("PROBE ")]
+    assert lines, result.output[-3000:]
+    return json.loads(lines[-1][len("PROBE ") :])
+
+
+def test_schedule_runs_every_environment_hourly_or_as_configured(workspace: Factory) -> None:
+    ws = workspace(prod={}, staging={})
+    default = _probe(ws.python(SCHEDULE_PROBE, env=ws.env(keys=False)))
+    assert default == {
+        "cron": "0 * * * *",
+        "timezone": "UTC",
+        "status": "STOPPED",
+        "runs": [  # one run per environment
+            ["prod", "prod", "prod@2026-01-02T03:00:00+00:00"],
+            ["staging", "staging", "staging@2026-01-02T03:00:00+00:00"],
+        ],
+        "job_partitions": ["prod", "staging"],
+        # the eight tables and nothing else (no upstream placeholder assets)
+        "assets": sorted(f"analytics/{n}" for n in NAMES),
+        "executor": "in_process",
+    }
+    custom = _probe(
+        ws.python(SCHEDULE_PROBE, env=ws.env(keys=False, ANALYTICS_SCHEDULE="*/15 * * * *"))
+    )
+    assert custom["cron"] == "*/15 * * * *"

@@ -79,6 +79,9 @@ class AnalyticsStream(VersionedStream):
         self._last_canonical: tuple[object, str] = (None, "")  # is_new and bookmark share it
         self._scanned = 0
         self._emitted = 0
+        self._signpost: tuple[str | None] | None = None
+        self._starting_written = False
+        self._keeps_bookmark: bool | None = None  # not FULL_TABLE; read once per run
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -102,11 +105,35 @@ class AnalyticsStream(VersionedStream):
         return {self.child_key: record[self.definition.primary_key]}
 
     def get_replication_key_signpost(self, context: Context | None = None) -> str | None:
-        """The sync's start time: no bookmark may pass it (records changing during the scan)."""
-        signpost = super().get_replication_key_signpost(context)
-        if signpost is None:
-            return None
-        return canonical_from_datetime(t.cast("Any", signpost))
+        """The sync's start time: no bookmark may pass it (records changing during the scan).
+
+        The SDK's value is the tap's start, the same for every parent: computed once.
+        """
+        if self._signpost is None:
+            signpost = super().get_replication_key_signpost(context)
+            value = None if signpost is None else canonical_from_datetime(t.cast("Any", signpost))
+            self._signpost = (value,)
+        return self._signpost[0]
+
+    def generate_child_contexts(
+        self, record: dict[str, Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """No child context for a stream without selected children: the SDK would otherwise
+        copy a context and look for children to sync for every record, finding none."""
+        if not self._has_selected_children:
+            return ()
+        return super().generate_child_contexts(record, context)
+
+    def repeats_starting_value(self, context: Context | None) -> bool:
+        """A child stream keeps one bookmark for all parents (no state partitions): after the
+        first parent, the starting value the SDK writes (and logs) before each parent's sync
+        would be the same again, read from a bookmark that only moves at the end of the run."""
+        if not self.definition.is_child or self.state_partitioning_keys:
+            return False
+        if not self._starting_written:
+            self._starting_written = True
+            return False
+        return True
 
     def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
         """As the SDK's, but a child stream says "Beginning sync of" once, not per parent."""
@@ -287,7 +314,10 @@ class AnalyticsStream(VersionedStream):
 
     def bookmark_value(self, record: dict[str, Any]) -> str | None:
         """The canonical form, so the SDK's text max is a time max; None when not newer."""
-        if self.full_table:
+        keeps = self._keeps_bookmark
+        if keeps is None:
+            keeps = self._keeps_bookmark = not self.full_table
+        if not keeps:
             return None  # the SDK keeps no bookmark for a full table
         value = self._canonical_rk(record)
         if self._newest is not None and value <= self._newest:

@@ -3,8 +3,9 @@
 One dlt pipeline per environment, named `analytics_<name>`, so dlt's local working folder, its
 state and its load packages are never shared. With DuckDB each environment writes its own file
 (`analytics_<name>.duckdb`, dataset `analytics`); with a server destination (PostgreSQL, ...)
-each writes its own dataset (`analytics_<name>`). Merges and deletions work within one table of
-one dataset, so one environment's run cannot touch another's rows.
+each writes its own dataset (`analytics_<name>`), and stages its merges in a dataset no other
+environment uses (`STAGING_LAYOUT`). Merges and deletions work within one environment's tables,
+so one environment's run cannot touch another's rows.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ SPEC_PIPELINE_NAME = "analytics_dagster_specs"
 """The pipeline the asset definitions describe; it never runs (each run builds its own)."""
 
 
-DUCKDB_STAGING_LAYOUT = "staging_%s"
-"""Where dlt stages merges inside an environment's DuckDB file: `staging_analytics`.
-
-DuckDB names a file's catalog after the file, so `analytics_staging.duckdb` (environment
-`staging`) has catalog `analytics_staging`, the very name of dlt's default staging dataset
-(`%s_staging`): every merge then fails with "Ambiguous reference to catalog or schema". No
-catalog `analytics_<name>` can be called `staging_analytics`."""
+STAGING_LAYOUT = "staging_%s"
+"""Where dlt stages merges: `staging_analytics` in a DuckDB file, `staging_analytics_<name>` on
+a server. dlt's default, `<dataset>_staging`, collides with the environments' own names: on a
+server, environment `eu` would stage (truncate, fill, delete) in `analytics_eu_staging`, the
+dataset of an environment `eu_staging`; in `analytics_staging.duckdb` (environment `staging`)
+the catalog DuckDB names after the file equals the staging dataset `analytics_staging`, and
+every merge fails with "Ambiguous reference". No environment's dataset or file starts with
+`staging_`."""
 
 
 def check_destination(settings: OrchestrationSettings) -> None:
@@ -67,14 +69,10 @@ def environment_pipeline(environment: Environment, settings: OrchestrationSettin
     `DESTINATION__POSTGRES__CREDENTIALS`), read by dlt when the load starts. dlt's working
     folder is `<DLT_DATA_DIR or ~/.dlt>/pipelines/analytics_<name>`.
     """
-    destination: str | Destination
-    if settings.per_environment_file:
-        destination = dlt.destinations.duckdb(
-            str(duckdb_path(environment, settings)),
-            staging_dataset_name_layout=DUCKDB_STAGING_LAYOUT,
-        )
-    else:
-        destination = settings.destination
+    file = str(duckdb_path(environment, settings)) if settings.per_environment_file else None
+    destination = Destination.from_reference(
+        settings.destination, credentials=file, staging_dataset_name_layout=STAGING_LAYOUT
+    )
     return dlt.pipeline(
         pipeline_name=environment.pipeline_name,
         destination=destination,

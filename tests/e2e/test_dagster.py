@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from analytics_api.streams import STREAMS
 from fake_api import DatasetConfig, FaultRule
+from tests.e2e import test_bridge_postgres
 from tests.e2e.bridge_support import count
 from tests.e2e.dagster_support import (
     Environment,
@@ -32,6 +35,8 @@ from tests.e2e.dagster_support import (
     tables_of,
 )
 from tests.e2e.deletes_support import assert_live_rows_equal_dump, deleted_keys
+from tests.e2e.test_bridge_postgres import Target
+from tests.postgres import PostgresCluster
 from tests.support import all_dumps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -61,8 +66,7 @@ STAGING_DATA = DatasetConfig(
     endpoints_per_source=1,
     webhook_endpoints=2,
 )
-PROD_KEY = "sk-prod-0a1b2c3d4e5f"
-STAGING_KEY = "sk-staging-9z8y7x6w"
+WRONG_KEY = "sk-wrong-key-31337"
 
 Factory = Callable[..., Workspace]
 
@@ -71,9 +75,8 @@ Factory = Callable[..., Workspace]
 def workspace(tmp_path: Any, fake_api_factory: Any) -> Iterator[Factory]:
     """`workspace(prod={...}, staging={...})`: fakes for the named environments and a Workspace.
 
-    Each keyword names an environment; its value holds that environment's file options.
-    `prod` and `staging` get their own datasets and keys; any other name gets a copy of prod's
-    data with a key of its own.
+    Each keyword names an environment; its value holds that environment's file options. Names
+    ending in `staging` get STAGING_DATA, others PROD_DATA; each fake has a key of its own.
     """
     made: list[Workspace] = []
     dagster = dagster_bin()
@@ -81,9 +84,8 @@ def workspace(tmp_path: Any, fake_api_factory: Any) -> Iterator[Factory]:
     def make(**environments: dict[str, Any]) -> Workspace:
         entries = []
         for name, options in environments.items():
-            data = STAGING_DATA if name == "staging" else PROD_DATA
-            token = {"prod": PROD_KEY, "staging": STAGING_KEY}.get(name, f"sk-{name}-5566778899")
-            api = fake_api_factory(data, token=token)
+            data = STAGING_DATA if name.endswith("staging") else PROD_DATA
+            api = fake_api_factory(data, token=f"sk-{name}-0a1b2c3d4e5f")
             entries.append(Environment(name, api, dict(options)))
         ws = Workspace(tmp_path / f"ws{len(made)}", dagster, entries)
         made.append(ws)
@@ -105,8 +107,8 @@ def _environment(ws: Workspace, name: str) -> Environment:
     return next(e for e in ws.environments if e.name == name)
 
 
-def _assert_no_secret(output: str) -> None:
-    for secret in (PROD_KEY, STAGING_KEY, "sk-wrong-key-31337"):
+def _assert_no_secret(ws: Workspace, output: str) -> None:
+    for secret in [WRONG_KEY, *(e.api.token for e in ws.environments)]:
         assert secret not in output
 
 
@@ -125,7 +127,7 @@ def test_each_partition_loads_its_own_environment_into_its_own_file(workspace: F
     for name in ("prod", "staging"):
         result = ws.materialize(name, label=f"materialize {name}").check()
         assert f"environment '{name}': loading into" in result.output
-        _assert_no_secret(result.output)
+        _assert_no_secret(ws, result.output)
     assert ws.duckdb_files() == ["analytics_prod.duckdb", "analytics_staging.duckdb"]
     assert_equals_dump(ws, "prod", all_dumps(prod))
     assert_equals_dump(ws, "staging", all_dumps(staging))
@@ -146,13 +148,13 @@ def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> 
         in missing.output
     ), missing.output[-3000:]
 
-    _environment(ws, "prod").key = "sk-wrong-key-31337"
+    _environment(ws, "prod").key = WRONG_KEY
     wrong = ws.materialize("prod", label="materialize prod (wrong key)")
     assert wrong.returncode != 0
     assert "environment 'prod': stream " in wrong.output and "HTTP 401" in wrong.output
     assert "read from the variable ANALYTICS_PROD_API_KEY" in wrong.output
     assert "STEP_UP_FOR_RETRY" not in wrong.output  # a wrong key is not retried
-    _assert_no_secret(wrong.output)
+    _assert_no_secret(ws, wrong.output)
 
     down = ws.materialize(
         "dev", label="materialize dev (API down)", env=ws.env(ANALYTICS_RETRIES="1")
@@ -161,10 +163,10 @@ def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> 
     assert "STEP_UP_FOR_RETRY" in down.output  # one more attempt, then the failure
     assert down.output.count("environment 'dev': loading into") == 2
     assert "environment 'dev': stream 'applications', GET /v1/app: giving up" in down.output
-    _assert_no_secret(down.output)
+    _assert_no_secret(ws, down.output)
 
     ok = ws.materialize("staging", label="materialize staging").check()
-    _assert_no_secret(ok.output)
+    _assert_no_secret(ws, ok.output)
     assert_equals_dump(ws, "staging", all_dumps(_environment(ws, "staging").api))
     for name in ("prod", "dev"):  # the failed environments loaded nothing
         if ws.duckdb_file(name).exists():
@@ -217,7 +219,8 @@ def test_loading_fails_clearly_on_a_bad_file_or_setting(workspace: Factory) -> N
     assert unset.returncode != 0
     assert "ANALYTICS_ENVIRONMENTS is not set" in unset.output, unset.output[-3000:]
 
-    bad = dict(_environment(ws, "prod").entry(), page_size=999, api_key=PROD_KEY)
+    prod = _environment(ws, "prod")
+    bad = dict(prod.entry(), page_size=999, api_key=prod.api.token)
     ws.environments_file.write_text(json.dumps({"environments": [bad, bad]}), "utf-8")
     invalid = ws.validate(label="validate (bad file)")
     assert invalid.returncode != 0
@@ -227,7 +230,7 @@ def test_loading_fails_clearly_on_a_bad_file_or_setting(workspace: Factory) -> N
         "setting 'page_size'",
     ):
         assert problem in invalid.output, invalid.output[-3000:]
-    _assert_no_secret(invalid.output)
+    _assert_no_secret(ws, invalid.output)
 
     ws.write_file()
     schedule = ws.validate(env=ws.env(ANALYTICS_SCHEDULE="every hour"))
@@ -288,3 +291,28 @@ def test_schedule_runs_every_environment_hourly_or_as_configured(workspace: Fact
         ws.python(SCHEDULE_PROBE, env=ws.env(keys=False, ANALYTICS_SCHEDULE="*/15 * * * *"))
     )
     assert custom["cron"] == "*/15 * * * *"
+
+
+def test_a_server_destination_gets_one_dataset_per_environment(
+    workspace: Factory, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """PostgreSQL: `analytics_<name>` per environment. `eu` merges through a staging dataset
+    that must not be `eu_staging`'s own dataset (dlt's default `<dataset>_staging`)."""
+    ws = workspace(eu={"deletes": "hard"}, eu_staging={})
+    eu, eu_staging = (_environment(ws, n).api for n in ("eu", "eu_staging"))
+    target = Target(postgres, tmp_path / "postgres")  # a database of this test's own
+    env = ws.env(
+        ANALYTICS_DESTINATION="postgres",
+        DESTINATION__POSTGRES__CREDENTIALS=postgres.dsn(target.database),
+    )
+    ws.materialize("eu_staging", env=env, label="postgres: eu_staging").check()
+    ws.materialize("eu", env=env, label="postgres: eu").check()
+    eu.mutate(share=0.3, seed=2)
+    eu.delete_records(share=0.2, seed=4)
+    ws.materialize("eu", env=env, label="postgres: eu (merge, deletes)").check()
+
+    assert not ws.duckdb_files()
+    for name, api in (("eu", eu), ("eu_staging", eu_staging)):
+        with mock.patch.object(test_bridge_postgres, "DATASET", f"analytics_{name}"):
+            assert target.tables() >= set(NAMES), name
+            target.assert_tables_equal_dump(all_dumps(api))

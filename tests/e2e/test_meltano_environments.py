@@ -60,6 +60,7 @@ def accounts(
     prod = fake_api_factory(DatasetConfig(seed=31, applications=9), token="prod-token-A1")
     staging = fake_api_factory(DatasetConfig(seed=32, applications=4), token="staging-token-B2")
     root, meltano = installed
+    assert isinstance(staging, FakeAPI)  # in this process (the factory's default)
     yield MeltanoProject(root=root, meltano=meltano, api=staging), prod, staging
 
 

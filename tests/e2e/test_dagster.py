@@ -26,6 +26,7 @@ from fake_api import DatasetConfig, FaultRule
 from tests.e2e import test_bridge_postgres
 from tests.e2e.bridge_support import count
 from tests.e2e.dagster_support import (
+    REPO,
     Environment,
     Workspace,
     assert_equals_dump,
@@ -99,6 +100,16 @@ def workspace(tmp_path: Any, fake_api_factory: Any) -> Iterator[Factory]:
             )
 
 
+ORCHESTRATION_DOC = REPO / "docs" / "orchestration.md"
+
+
+def doc_block(marker: str) -> str:
+    """The fenced block after `<!-- test_dagster: <marker> -->` in docs/orchestration.md."""
+    text = ORCHESTRATION_DOC.read_text("utf-8")
+    after = text.split(f"<!-- test_dagster: {marker} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
 def _keys(dump: dict[str, list[dict[str, Any]]]) -> set[Any]:
     return {r[s.primary_key] for s in STREAMS for r in dump[s.name]}
 
@@ -134,6 +145,19 @@ def test_each_partition_loads_its_own_environment_into_its_own_file(workspace: F
     # each fake saw its own key only: no request was refused
     for api in (prod, staging):
         assert set(api.stats()["by_status"]) == {"200"}, api.stats()["by_status"]
+
+    # the documented union view over both files (docs/orchestration.md)
+    import duckdb
+
+    sql = doc_block("duckdb-union").replace("'analytics_", f"'{ws.workdir}/analytics_")
+    with duckdb.connect(":memory:") as con:
+        *setup, query = [part for part in sql.split(";") if part.strip()]
+        for statement in setup:
+            con.execute(statement)
+        counted = con.execute(query).fetchall()
+    assert counted == [
+        (n, len(_environment(ws, n).api.dump("applications"))) for n in ("prod", "staging")
+    ]
 
 
 def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> None:
@@ -316,3 +340,30 @@ def test_a_server_destination_gets_one_dataset_per_environment(
         with mock.patch.object(test_bridge_postgres, "DATASET", f"analytics_{name}"):
             assert target.tables() >= set(NAMES), name
             target.assert_tables_equal_dump(all_dumps(api))
+
+    # the documented union view (docs/orchestration.md), for these two environments
+    view = doc_block("postgres-union")
+    for old, new in (
+        ("analytics_staging", "analytics_eu_staging"),
+        ("analytics_prod", "analytics_eu"),
+        ("'staging'", "'eu_staging'"),
+        ("'prod'", "'eu'"),
+    ):
+        view = view.replace(old, new)
+    target.query(view)
+    counted = target.query(
+        "SELECT environment, count(*) FROM analytics_all.applications GROUP BY 1 ORDER BY 1"
+    )
+    assert counted == [
+        ("eu", len(eu.dump("applications"))),
+        ("eu_staging", len(eu_staging.dump("applications"))),
+    ]
+
+
+def test_the_documented_instance_configuration_loads(workspace: Factory) -> None:
+    """docs/orchestration.md's dagster.yaml (run queue limits, run retries) is valid config."""
+    ws = workspace(prod={})
+    (ws.home / "dagster.yaml").write_text(doc_block("dagster.yaml"), "utf-8")
+    info = ws.run("instance", "info", label="instance info").check()
+    assert "applyLimitPerUniqueValue: true" in info.output
+    assert "retry_on_asset_or_op_failure: false" in info.output

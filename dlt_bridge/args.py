@@ -111,6 +111,36 @@ def _add_environment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environment", action="append", metavar="NAME", help=ENVIRONMENT_HELP)
 
 
+def add_tap_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how `run` starts the tap (also read early, see `tap_flags`)."""
+    parser.add_argument(
+        "--config",
+        help="tap config file (passed to the tap); required unless --environment is given, and"
+        " then it may not set base_url or api_key",
+    )
+    parser.add_argument("--catalog", help="tap catalog file (passed to the tap)")
+    parser.add_argument(
+        "--tap-command",
+        help="command that runs the tap (default: this Python's `-m tap_analytics`)",
+    )
+    _add_environment(parser)
+    _add_deletes(parser)
+
+
+def tap_flags(argv: list[str]) -> argparse.Namespace | None:
+    """The tap flags of a `run` command line, read without building the whole parser (which
+    imports dlt), so the tap can start first; None for another command or unusable flags."""
+    if not argv or argv[0] != "run":
+        return None
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_tap_flags(early)
+    try:
+        flags, _ = early.parse_known_args(argv[1:])
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    return flags if flags.config and not flags.environment else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dlt-bridge",
@@ -130,19 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run tap-analytics with the state stored in the destination and load its output",
     )
-    p_run.add_argument(
-        "--config",
-        help="tap config file (passed to the tap); required unless --environment is given, and"
-        " then it may not set base_url or api_key",
-    )
-    p_run.add_argument("--catalog", help="tap catalog file (passed to the tap)")
-    p_run.add_argument(
-        "--tap-command",
-        help="command that runs the tap (default: this Python's `-m tap_analytics`)",
-    )
-    _add_environment(p_run)
+    add_tap_flags(p_run)
     _add_common(p_run)
-    _add_deletes(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
     _add_common(p_state)
 

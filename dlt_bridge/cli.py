@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from dlt_bridge.args import build_parser, options_from_args
+from dlt_bridge.args import build_parser, options_from_args, tap_flags
 from dlt_bridge.tap_process import TapProcess, TapStartError
 
 EXIT_OK = 0
@@ -107,36 +107,64 @@ def _start_tap(args: argparse.Namespace, tmpdir: str) -> TapProcess:
     return TapProcess(command, tmpdir, state_on_stdin=default)
 
 
-def _load(args: argparse.Namespace, *, run_tap: bool) -> int:
+class EarlyTap:
+    """The tap of a `run` command line, started before the bridge imports dlt (see `main`)."""
+
+    def __init__(self, flags: argparse.Namespace) -> None:
+        self.flags = flags
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="dlt-bridge-")
+        self.tap: TapProcess | None = None
+        self.error: str | None = None
+        try:
+            self.tap = _start_tap(flags, self._tmpdir.name)
+        except (ValueError, TapStartError) as exc:
+            self.error = str(exc)
+
+    def matches(self, args: argparse.Namespace) -> bool:
+        keys = ("config", "catalog", "tap_command", "deletes")
+        return all(getattr(args, k, None) == getattr(self.flags, k, None) for k in keys)
+
+    def close(self) -> None:
+        if self.tap is not None:
+            self.tap.stop()
+        self._tmpdir.cleanup()
+
+
+def _load(args: argparse.Namespace, *, run_tap: bool, early: EarlyTap | None = None) -> int:
     options = options_from_args(args)
     if not run_tap:
         return _load_with(args, options, None)
-    with tempfile.TemporaryDirectory(prefix="dlt-bridge-") as tmpdir:
-        try:
-            tap = _start_tap(args, tmpdir)
-        except ValueError as exc:
-            log.error("%s", exc)
+    if early is None or not early.matches(args):
+        early = EarlyTap(args)
+    try:
+        if early.error is not None:
+            log.error("%s", early.error)
             return EXIT_USAGE
-        except TapStartError as exc:
-            log.error("%s", exc)
-            return EXIT_USAGE
-        try:
-            return _load_with(args, options, tap)
-        finally:
-            tap.stop()
+        return _load_with(args, options, early.tap)
+    finally:
+        early.close()
 
 
 def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -> int:
-    from dlt_bridge.loader import SingerLoader, format_summary
-    from dlt_bridge.messages import SingerReader
-    from dlt_bridge.pipeline import create_pipeline, prepare, source_name_for
-    from dlt_bridge.state import stored_singer_state
+    from dlt_bridge.pipeline import create_pipeline, one_connection
 
     try:
         pipeline = create_pipeline(options)
     except ValueError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    with one_connection(pipeline) as pipeline:
+        return _load_into(args, options, tap, pipeline)
+
+
+def _load_into(
+    args: argparse.Namespace, options: Any, tap: TapProcess | None, pipeline: Any
+) -> int:
+    from dlt_bridge.loader import SingerLoader, format_summary
+    from dlt_bridge.messages import SingerReader
+    from dlt_bridge.pipeline import prepare, source_name_for
+    from dlt_bridge.state import stored_singer_state
+
     try:
         prepare(pipeline, options.on_pending)
     except Exception as exc:
@@ -260,9 +288,22 @@ def _show_state(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `run`: the tap starts first, so its start-up overlaps the bridge's (dlt's import, the
+    # destination's state); it waits for that state on its stdin (`dlt_bridge.tap_process`)
+    flags = tap_flags(arguments)
+    early = EarlyTap(flags) if flags is not None else None
+    try:
+        return _main(arguments, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _main(argv: list[str], early: EarlyTap | None) -> int:
     from dlt_bridge import defaults
 
-    # first, before anything uses dlt: dlt reads its telemetry setting once per process
+    # before anything uses dlt: dlt reads its telemetry setting once per process
     defaults.install()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -279,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dlt_bridge.native import run_native
 
             return run_native(args)
-        code = _load(args, run_tap=args.command == "run")
+        code = _load(args, run_tap=args.command == "run", early=early)
         log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
         return code
     finally:

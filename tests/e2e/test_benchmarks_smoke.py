@@ -107,3 +107,24 @@ def test_fake_api_process_is_what_the_suite_uses() -> None:
     # methods it relies on.
     for name in ("reset_stats", "stats", "dump", "tap_config", "set_latency"):
         assert callable(getattr(FakeAPIProcess, name))
+
+
+@pytest.mark.e2e
+def test_quick_overhead_scenarios_check_every_run(tmp_path: Path) -> None:
+    """Issue 13's scenarios run end to end: the bridge's tables and the unchanged tap's output
+    are checked after every measured run (ratios are `make bench`'s business, not a test's)."""
+    out = tmp_path / "bench.json"
+    args = ["--quick", "--repeat", "1", "--scenarios", "bridge100k,unchanged,small"]
+    args += ["--json", str(out), "--workdir", str(tmp_path), "--silent", "--quiet-wait", "0"]
+    assert run.main(args) == 0
+    data = json.loads(out.read_text())
+    assert [s["key"] for s in data["scenarios"]] == ["bridge100k", "unchanged", "small"]
+    for scenario in data["scenarios"]:
+        assert [t["key"] for t in scenario["tools"]][0] in ("tap", "tap_state")
+        for tool in scenario["tools"]:
+            assert tool["runs"] and all(r["ok"] for r in tool["runs"]), tool
+        assert [t["name"] for t in scenario["targets"]] == [
+            {"bridge100k": "target 13a", "unchanged": "target 13b", "small": "target 13c"}[
+                scenario["key"]
+            ]
+        ]

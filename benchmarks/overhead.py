@@ -1,0 +1,181 @@
+"""The bridge's fixed and per-record cost against the tap alone (issue 13), for `make bench`.
+
+Scenarios (each tool checked against the fake API's ground truth after every measured run):
+
+* `bridge100k`: 100,000 records: the tap alone into a file (baseline) and `dlt-bridge run` into
+  a new DuckDB file (target: <= 1.35x).
+* `unchanged`: 100,000 records, nothing changed since the previous run: the tap alone with the
+  state of its previous run (baseline; checked: no RECORD, the same final state) and a second
+  `dlt-bridge run` on the DuckDB file its first run loaded (target: <= 1.15x).
+* `small`: the demo's 1,617 records: the tap alone (baseline) and `dlt-bridge run` into a new
+  DuckDB file (target: <= 2.0x). Here the fixed costs (imports, pipeline set-up, the three dlt
+  steps) are most of the run.
+
+`python -m benchmarks.overhead last-state --config c.json --out state.json` (a set-up step of
+the `unchanged` baseline) runs the tap once and writes the last STATE it printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.measure import Check, Expected
+from fake_api import DatasetConfig, FakeAPIProcess
+
+if TYPE_CHECKING:
+    from benchmarks.run import Runner, ScenarioResult, Tool
+
+PY = sys.executable
+
+DEMO_DATASET = DatasetConfig(
+    seed=6,
+    applications=100,
+    endpoints_per_app=10,
+    integrations_per_app=3,
+    event_types=120,
+    tokens=12,
+    ingest_sources=10,
+    endpoints_per_source=5,
+    webhook_endpoints=25,
+)
+"""The size `make demo` loads: 1,617 records."""
+
+
+def tap_with_state_tool() -> Tool:
+    """The tap alone, started from the state of its own previous (untimed) run."""
+    from benchmarks.run import RunSpec, Tool, _write_config
+
+    def build(workdir: Path, api: FakeAPIProcess, expected: Expected) -> RunSpec:
+        config = _write_config(workdir, api)
+        state = str(workdir / "state.json")
+        out = str(workdir / "tap.jsonl")
+        setup = [PY, "-m", "benchmarks.overhead", "last-state", "--config", config, "--out", state]
+        return RunSpec(
+            commands=[[PY, "-m", "tap_analytics", "--config", config, "--state", state]],
+            stdout=out,
+            setup=[setup],
+            check=lambda: check_unchanged_tap(out, state),
+        )
+
+    return Tool("tap_state", "tap-analytics with its previous state", build, baseline=True)
+
+
+def check_unchanged_tap(output: str, state_path: str) -> Check:
+    """Nothing changed upstream: no RECORD, and the last STATE equals the state it started from."""
+    with open(state_path, encoding="utf-8") as fh:
+        start = json.load(fh)
+    records, last = 0, None
+    with open(output, "rb") as fh:
+        for line in fh:
+            if b'"RECORD"' in line[:40]:
+                records += 1
+            elif b'"STATE"' in line[:40]:
+                last = json.loads(line)["value"]
+    problems = []
+    if records:
+        problems.append(f"{records} RECORD messages, expected none")
+    if last != start:
+        problems.append("the final STATE differs from the state the tap started from")
+    return Check(not problems, "; ".join(problems))
+
+
+def _ratio(runner_results: dict[str, Any], name: str, text: str, ours: str, limit: float) -> Any:
+    from benchmarks.run import ratio_target
+
+    base = next(key for key, result in runner_results.items() if result.tool.baseline)
+    return ratio_target(name, text, runner_results, ours, base, limit)
+
+
+def _scenario(
+    runner: Runner, repeat: int, dataset: DatasetConfig, tools: list[Tool], *, keep_records: bool
+) -> tuple[dict[str, Any], int]:
+    from benchmarks.run import _start
+
+    with _start(dataset, runner) as api:
+        expected = Expected.from_api(api, keep_records=keep_records)
+        return runner.interleaved(tools, api, expected, repeat), dataset.total_records
+
+
+def scenario_bridge_full(
+    runner: Runner, repeat: int, dataset: DatasetConfig, key: str = "bridge100k"
+) -> ScenarioResult:
+    """`dlt-bridge run` into a new DuckDB file against the tap alone into a file."""
+    from benchmarks.run import ScenarioResult, bridge_run_tool, tap_tool
+
+    tools = [
+        tap_tool("tap", "tap-analytics alone, output to a file", baseline=True),
+        bridge_run_tool("bridge_run", "dlt-bridge run into a new DuckDB file"),
+    ]
+    small = key == "small"
+    res, total = _scenario(runner, repeat, dataset, tools, keep_records=small)
+    title = (
+        f"13c. {total:,} records (the demo's size): dlt-bridge run vs the tap alone"
+        if small
+        else f"13a. {total:,} records: dlt-bridge run into DuckDB vs the tap alone"
+    )
+    sr = ScenarioResult(key, title, total, None, res)
+    limit = 2.0 if small else 1.35
+    label = "target 13c" if small else "target 13a"
+    sr.targets.append(_ratio(res, label, "dlt-bridge run / the tap alone", "bridge_run", limit))
+    sr.notes.append(
+        "the tap writes its Singer messages to a file; the bridge starts the same tap, reads"
+        " them and loads them into a new DuckDB file (checked: tables equal the dump)"
+    )
+    return sr
+
+
+def scenario_unchanged(runner: Runner, repeat: int, dataset: DatasetConfig) -> ScenarioResult:
+    """A second `dlt-bridge run`, nothing changed, against the tap alone with the same state."""
+    from benchmarks.run import ScenarioResult, bridge_rerun_tool
+
+    tools = [
+        tap_with_state_tool(),
+        bridge_rerun_tool("bridge_rerun", "dlt-bridge run, second run, nothing changed"),
+    ]
+    res, total = _scenario(runner, repeat, dataset, tools, keep_records=False)
+    sr = ScenarioResult(
+        "unchanged", f"13b. {total:,} records, nothing changed since the last run", total, None, res
+    )
+    sr.targets.append(
+        _ratio(res, "target 13b", "dlt-bridge run / the tap, same state", "bridge_rerun", 1.15)
+    )
+    sr.notes.append(
+        "each measured run follows an untimed first run of the same tool in the same working"
+        " directory; both read every page of the API and send no record"
+    )
+    return sr
+
+
+def write_last_state(config: str, out: str) -> int:
+    """Run the tap once and write the last STATE it printed to `out`."""
+    proc = subprocess.run(
+        [PY, "-m", "tap_analytics", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    states = [line for line in proc.stdout.splitlines() if b'"STATE"' in line[:40]]
+    if not states:
+        print("the tap printed no STATE", file=sys.stderr)
+        return 1
+    Path(out).write_text(json.dumps(json.loads(states[-1])["value"]), encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead")
+    sub = parser.add_subparsers(dest="command", required=True)
+    last = sub.add_parser("last-state", help="run the tap once, write its last STATE")
+    last.add_argument("--config", required=True)
+    last.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    return write_last_state(args.config, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

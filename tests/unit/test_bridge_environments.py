@@ -295,3 +295,23 @@ def test_run_hands_the_key_to_the_tap_in_a_private_file_that_is_removed(
     ((config, mode, path),) = seen
     assert config == {"base_url": "https://beta.example.com", "api_key": SECRET_B}
     assert mode == 0o600 and not os.path.exists(path)
+
+
+def test_meltano_account_extractors_each_set_their_key_variable_and_load_schema() -> None:
+    """An extractor inheriting tap-analytics without its own `api_key` would use the parent's
+    key, and without its own `load_schema` would load into tap-analytics' schema and file
+    (docs/meltano.md, "Several accounts"). The runs: tests/e2e/test_meltano_environments.py."""
+    import yaml
+
+    project = yaml.safe_load((Path(__file__).parents[2] / "meltano.yml").read_text("utf-8"))
+    extractors = {p["name"]: p for p in project["plugins"]["extractors"]}
+    assert extractors["tap-analytics"]["load_schema"] == "analytics"
+    accounts = [p for p in extractors.values() if p.get("inherit_from") == "tap-analytics"]
+    assert {"tap-analytics--prod", "tap-analytics--staging"} <= {p["name"] for p in accounts}
+    schemas = {"analytics"}
+    for plugin in accounts:
+        account = plugin["name"].removeprefix("tap-analytics--")
+        assert plugin["config"]["api_key"] == f"$ANALYTICS_{account.upper()}_API_KEY"
+        assert plugin["load_schema"] == f"analytics_{account}"
+        assert plugin["load_schema"] not in schemas, "two extractors share one load_schema"
+        schemas.add(plugin["load_schema"])

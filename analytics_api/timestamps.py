@@ -23,11 +23,43 @@ class TimestampError(ValueError):
     """A value that is not an RFC 3339 / ISO 8601 timestamp."""
 
 
+_UTC_FORM = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})T((?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])"
+    r"(?:\.([0-9]{1,9}))?Z"
+)
+"""What the API sends: UTC, `T`, `Z`, 0-9 fractional digits; the time's ranges in the pattern."""
+_VALID_DATES: set[str] = set()
+_MAX_VALID_DATES = 8192
+
+
+def _valid_date(date: str) -> bool:
+    """`YYYY-MM-DD` is a real date (remembered: a run sees a few hundred distinct dates)."""
+    if date in _VALID_DATES:
+        return True
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        return False
+    if len(_VALID_DATES) < _MAX_VALID_DATES:
+        _VALID_DATES.add(date)
+    return True
+
+
 def canonical(value: str) -> str:
     """Return ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (UTC, 9 digits) for an ISO 8601 timestamp.
 
     A missing offset is read as UTC. A date alone (``2024-01-31``) is midnight UTC.
     """
+    match = _UTC_FORM.fullmatch(value) if type(value) is str else None
+    if match is not None:  # the common form, once per record: checked without a datetime
+        date, time, fraction = match.groups()
+        if _valid_date(date):
+            return f"{date}T{time}.{fraction.ljust(9, '0') if fraction else '000000000'}Z"
+    return _canonical(value)
+
+
+def _canonical(value: str) -> str:
+    """`canonical` for every other form (offsets, lower-case, space, > 9 digits, errors)."""
     if not isinstance(value, str):
         raise TimestampError(f"expected a timestamp string, got {type(value).__name__}")
     match = _RFC3339.match(value)

@@ -1,21 +1,15 @@
 """`dlt-bridge run|native --environment NAME`: several accounts of the API, each on its own.
 
-The accounts are listed in the environments file (`analytics_api.environments`, named by
-`ANALYTICS_ENVIRONMENTS`). This module only plans and sequences: for each selected environment
-it builds the arguments of one ordinary `run` (`dlt_bridge.cli._load`) or `native`
-(`dlt_bridge.native.run_native`) and calls it, so every environment runs exactly as a single
-command would.
+The accounts are listed in the environments file (`analytics_api.environments`). This module only
+plans and sequences: per selected environment it builds the arguments of one ordinary `run`
+(`dlt_bridge.cli._load`) or `native` (`dlt_bridge.native.run_native`) and calls it, so each
+environment runs exactly as a single command would, in a place of its own: pipeline
+`analytics_<name>`; on DuckDB the file `analytics_<name>.duckdb` (dataset `analytics`), elsewhere
+the dataset `analytics_<name>`. State, merges and deletions never cross environments.
 
-Isolation: the pipeline is `analytics_<name>` (its own dlt state and pending packages); on DuckDB
-the file is `analytics_<name>.duckdb` with dataset `analytics`, on any other destination the
-dataset is `analytics_<name>`. Merges, state and deletions of one environment never touch
-another's.
-
-What can be checked is checked before the first environment runs (flags, the file, the names,
-every selected key variable, the destination): exit 2, nothing run. A failure while one
-environment runs is reported in one line and the next one runs; the exit code is the first
-failure's. Keys are passed explicitly (a temporary tap config only the user can read, or
-`api_key=`), never through `os.environ`, and never printed.
+Everything checkable is checked before the first run (exit 2, nothing run). A failing
+environment is reported in one line and the next one runs. Keys are handed over explicitly (a
+private temporary tap config, or `api_key=`), never through `os.environ`, and never printed.
 """
 
 from __future__ import annotations
@@ -36,6 +30,7 @@ import yaml
 
 from analytics_api.environments import (
     DATASET_NAME,
+    OPTION_TYPES,
     Environment,
     EnvironmentsError,
     environments_path,
@@ -49,14 +44,7 @@ log = logging.getLogger("dlt_bridge")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 ALL = "all"
-OPTIONS = (
-    "start_date",
-    "page_size",
-    "max_retries",
-    "backoff_factor",
-    "request_timeout",
-    "max_concurrency",
-)
+OPTIONS = tuple(name for name in OPTION_TYPES if name != "deletes")
 """Environment fields that are also tap settings and `native` flags of the same name."""
 _DUCKDB = "duckdb"
 
@@ -79,12 +67,15 @@ class Plan:
 class Outcome:
     """What became of one environment."""
 
-    name: str
+    plan: Plan
     status: str  # ok, failed, not run
     exit_code: int | None = None
     seconds: float = 0.0
     error: str | None = None
-    plan: Plan | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan.environment.name
 
     def as_json(self) -> dict[str, Any]:
         plan = self.plan
@@ -92,10 +83,10 @@ class Outcome:
             "environment": self.name,
             "status": self.status,
             "exit_code": self.exit_code,
-            "pipeline_name": plan.args.pipeline_name if plan else None,
-            "destination": plan.destination if plan else None,
-            "dataset_name": plan.args.dataset_name if plan else None,
-            "location": plan.location if plan else None,
+            "pipeline_name": plan.args.pipeline_name,
+            "destination": plan.destination,
+            "dataset_name": plan.args.dataset_name,
+            "location": plan.location,
             "error": self.error,
             "seconds": round(self.seconds, 3),
         }
@@ -112,7 +103,7 @@ def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None
     outcomes: list[Outcome] = []
     for plan in plans:
         if outcomes and outcomes[-1].exit_code == EXIT_INTERRUPTED:
-            outcomes.append(Outcome(plan.environment.name, "not run", plan=plan))
+            outcomes.append(Outcome(plan, "not run"))
             continue
         outcome = run_plan(plan)
         outcomes.append(outcome)
@@ -125,10 +116,8 @@ def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None
                 outcome.error,
             )
     report(outcomes)
-    failed = [o.exit_code for o in outcomes if o.status == "failed"]
-    if EXIT_INTERRUPTED in failed:
-        return EXIT_INTERRUPTED
-    return failed[0] if failed and failed[0] is not None else 0
+    failed = [o.exit_code or 1 for o in outcomes if o.status == "failed"]
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in failed else (failed or [0])[0]
 
 
 def plan_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Plan]:
@@ -325,9 +314,9 @@ def run_plan(plan: Plan) -> Outcome:
             logger.removeFilter(prefix)
     seconds = time.monotonic() - started
     if code == 0:
-        return Outcome(name, "ok", 0, seconds, plan=plan)
+        return Outcome(plan, "ok", 0, seconds)
     error = redact(errors.message or f"exit code {code}", plan.api_key)
-    return Outcome(name, "failed", code, seconds, error, plan)
+    return Outcome(plan, "failed", code, seconds, error)
 
 
 def _run(plan: Plan) -> int:
@@ -350,15 +339,14 @@ def _run(plan: Plan) -> int:
 def report(outcomes: list[Outcome]) -> None:
     """One line per environment on stderr, and one JSON object per environment on stdout."""
     failed = sum(o.status == "failed" for o in outcomes)
-    log.info("environments: %d run, %d failed", len(outcomes), failed)
+    ran = sum(o.status != "not run" for o in outcomes)
+    log.info("environments: %d run, %d failed, %d not run", ran, failed, len(outcomes) - ran)
     width = max((len(o.name) for o in outcomes), default=0)
     for o in outcomes:
         status = o.status if o.status != "failed" else f"failed (exit {o.exit_code})"
-        where = ""
-        if o.plan is not None:
-            target = o.plan.location or f"dataset {o.plan.args.dataset_name}"
-            where = f"  {o.plan.destination} {target}"
-        log.info("  %-*s  %-15s %6.1f s%s", width, o.name, status, o.seconds, where)
+        target = o.plan.location or f"dataset {o.plan.args.dataset_name}"
+        line = f"{o.name:<{width}}  {status:<15} {o.seconds:6.1f} s  {o.plan.destination} {target}"
+        log.info("  %s", line)
     for o in outcomes:
         sys.stdout.write(json.dumps(o.as_json()) + "\n")
     sys.stdout.flush()

@@ -24,6 +24,7 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.sources import DltSource
 
 from analytics_api.environments import Environment
 from analytics_api.streams import STREAMS_BY_NAME, StreamDefinition
@@ -73,7 +74,7 @@ class AnalyticsTranslator(DagsterDltTranslator):
 TRANSLATOR = AnalyticsTranslator()
 
 
-def spec_source() -> Any:
+def spec_source() -> DltSource:
     """The source the asset specs are generated from: placeholder URL and key, never run."""
     return analytics_source(base_url=PLACEHOLDER_BASE_URL, api_key=PLACEHOLDER_API_KEY)
 

@@ -11,7 +11,7 @@ The number of fetching threads adapts. It starts at one: when responses arrive f
 records can be written (no latency), one thread fetching ahead already hides the server's time,
 and more threads would only compete with the consumer for the GIL. Whenever the consumer has
 waited `GROW_AFTER` seconds in all for results that were not ready, the responses are the
-bottleneck and one more thread starts, up to `max_concurrency`.
+bottleneck and the number of threads doubles, up to `max_concurrency`.
 
 `max_concurrency` bounds the requests in flight across all of these threads and the main one:
 the `ApiClient` takes one of its `max_concurrency` slots for each HTTP attempt and gives it back
@@ -133,12 +133,15 @@ class ChildPrefetcher:
         return future
 
     def _consumer_waited(self, seconds: float) -> None:
-        """Responses are the bottleneck once the consumer has waited long enough: add a thread."""
+        """Responses are the bottleneck once the consumer has waited long enough: double the
+        threads (1, 2, 4, 8, ...), so that with latency the bound is reached within a few
+        parents rather than one thread per wait."""
         self._waited += seconds
         if self._waited >= GROW_AFTER and len(self._workers) < self.max_workers:
             self._waited = 0.0
             with self._ready:
-                self._start_worker()
+                for _ in range(min(len(self._workers), self.max_workers - len(self._workers))):
+                    self._start_worker()
 
     def discard(self) -> None:
         """Drop results nobody will take (a parent filtered out, a failed run)."""

@@ -51,19 +51,21 @@ def test_a_failure_is_raised_when_its_turn_comes() -> None:
     prefetcher.discard()
 
 
-def test_a_thread_is_added_each_time_the_consumer_has_waited_long_enough(monkeypatch) -> None:
+def test_threads_double_each_time_the_consumer_has_waited_long_enough(monkeypatch) -> None:
     monkeypatch.setattr(prefetch, "GROW_AFTER", 0.05)
     release = threading.Event()
-    prefetcher = ChildPrefetcher(max_concurrency=3)
+    prefetcher = ChildPrefetcher(max_concurrency=5)
     prefetcher._submit("kids", "p0", lambda _: release.wait() and [])  # starts the first thread
     assert prefetcher.workers == 1
     prefetcher._consumer_waited(0.01)
     assert prefetcher.workers == 1  # short waits add up ...
     prefetcher._consumer_waited(0.04)
-    assert prefetcher.workers == 2  # ... to one more thread
+    assert prefetcher.workers == 2  # ... to twice the threads
+    prefetcher._consumer_waited(0.05)
+    assert prefetcher.workers == 4
     for _ in range(5):
         prefetcher._consumer_waited(1.0)
-    assert prefetcher.workers == 3  # never more than max_concurrency
+    assert prefetcher.workers == 5  # never more than max_concurrency
     release.set()
     prefetcher.discard()
 

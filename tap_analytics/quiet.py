@@ -11,8 +11,9 @@ manager once per parent: there is no public hook for it, and no logger is filter
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
-from singer_sdk import metrics
+from singer_sdk import Stream, metrics
 
 
 class StreamTotalCounter(metrics.Counter):
@@ -63,3 +64,34 @@ class StreamTotalTimer(metrics.Timer):
     def finish(self) -> None:
         if self.started:
             super().__exit__(None, None, None)
+
+
+class ChildTotals(Stream):
+    """A child stream's record counter and sync timer: one each for the whole run."""
+
+    _total_counter: StreamTotalCounter | None = None
+    _total_timer: StreamTotalTimer | None = None
+
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
+        if self.parent_stream_type is None:
+            return super().get_record_counter(**kwargs)
+        if self._total_counter is None:
+            self._total_counter = StreamTotalCounter(
+                metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: self.name}
+            )
+        return self._total_counter
+
+    def get_sync_timer(self) -> metrics.Timer:
+        if self.parent_stream_type is None:
+            return super().get_sync_timer()
+        if self._total_timer is None:
+            self._total_timer = StreamTotalTimer(
+                metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name}
+            )
+        return self._total_timer
+
+    def finish_totals(self) -> None:
+        """At the end of the run: log the totals once."""
+        for meter in (self._total_counter, self._total_timer):
+            if meter is not None:
+                meter.finish()

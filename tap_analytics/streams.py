@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
-from singer_sdk import metrics
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.helpers.types import Context
 from singer_sdk.mapper import SameRecordTransform
@@ -31,7 +30,7 @@ from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordE
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, StreamDefinition, child_path
 from analytics_api.timestamps import TimestampError, canonical, canonical_from_datetime
-from tap_analytics.quiet import StreamTotalCounter, StreamTotalTimer
+from tap_analytics.quiet import ChildTotals
 from tap_analytics.versions import VersionedStream
 from tap_analytics.writer import FastSingerWriter
 
@@ -50,7 +49,7 @@ class ChildStreamMetadata(StreamMetadata):
     parent_tap_stream_id: str | None = None
 
 
-class AnalyticsStream(VersionedStream):
+class AnalyticsStream(VersionedStream, ChildTotals):
     """Base stream: pages from `ApiClient`, key checks, bookmark filtering, lean state."""
 
     definition: t.ClassVar[StreamDefinition]
@@ -65,8 +64,6 @@ class AnalyticsStream(VersionedStream):
         super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
         self.primary_keys = [self.definition.primary_key]
         self.replication_key = self.definition.replication_key
-        self._total_counter: StreamTotalCounter | None = None
-        self._total_timer: StreamTotalTimer | None = None
         if self.definition.is_child:
             # One bookmark per child stream, not one per parent: the SDK's default rewrites
             # a state that grows with the number of parents after every parent.
@@ -327,29 +324,9 @@ class AnalyticsStream(VersionedStream):
 
     # -- metrics and output -----------------------------------------------------------------
 
-    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
-        if not self.definition.is_child:
-            return super().get_record_counter(**kwargs)
-        if self._total_counter is None:
-            self._total_counter = StreamTotalCounter(
-                metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: self.name}
-            )
-        return self._total_counter
-
-    def get_sync_timer(self) -> metrics.Timer:
-        if not self.definition.is_child:
-            return super().get_sync_timer()
-        if self._total_timer is None:
-            self._total_timer = StreamTotalTimer(
-                metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name}
-            )
-        return self._total_timer
-
     def log_sync_costs(self) -> None:
         """Called once per stream at the end of the run: child totals, scanned vs emitted."""
-        for meter in (self._total_counter, self._total_timer):
-            if meter is not None:
-                meter.finish()
+        self.finish_totals()
         if self._scanned:
             self.logger.info(
                 "stream '%s': %d records read, %d emitted (the others are not newer than the "

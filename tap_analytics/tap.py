@@ -20,10 +20,12 @@ from analytics_api.limits import (
 from analytics_api.retry import RetryPolicy
 from tap_analytics.compat import CompatTap
 from tap_analytics.metadata import package_headers
-from tap_analytics.prefetch import ChildPrefetcher, PageReader
 from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_errors
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
+
+if t.TYPE_CHECKING:  # imported when a sync needs them: `--about` and `--discover` do not
+    from tap_analytics.prefetch import ChildPrefetcher, PageReader
 
 __version__ = "0.1.0"
 
@@ -119,6 +121,8 @@ class TapAnalytics(CompatTap):
         if self.prefetcher is None:
             return None
         if self._page_readers is None:
+            from tap_analytics.prefetch import PageReader  # a sync only
+
             self._page_readers = {}
             for stream in self.streams.values():
                 definition = getattr(stream, "definition", None)
@@ -136,7 +140,11 @@ class TapAnalytics(CompatTap):
     def prefetcher(self) -> ChildPrefetcher | None:
         """Concurrent child fetching, or None for strictly sequential requests."""
         workers = int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
-        return ChildPrefetcher(workers) if workers > 1 else None
+        if workers <= 1:
+            return None
+        from tap_analytics.prefetch import ChildPrefetcher  # a sync only
+
+        return ChildPrefetcher(workers)
 
 
 def _header(package: str, name: str) -> str | None:

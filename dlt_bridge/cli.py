@@ -160,8 +160,6 @@ def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -
 def _load_into(
     args: argparse.Namespace, options: Any, tap: TapProcess | None, pipeline: Any
 ) -> int:
-    from dlt_bridge.loader import SingerLoader, format_summary
-    from dlt_bridge.messages import SingerReader
     from dlt_bridge.pipeline import prepare, source_name_for
     from dlt_bridge.state import stored_singer_state
 
@@ -175,15 +173,20 @@ def _load_into(
         )
         return EXIT_LOAD_FAILED
 
-    proc: subprocess.Popen[bytes] | None = None
-    source: Any
-    on_input_end: Callable[[], None] | None = None
     if tap is not None:
         try:
             tap.send_state(stored_singer_state(pipeline, source_name_for(options)))
         except TapStartError as exc:
             log.error("%s", exc)
             return EXIT_USAGE
+    # imported once the tap has its state (the loader brings pyarrow: a few tenths of a second)
+    from dlt_bridge.loader import SingerLoader, format_summary
+    from dlt_bridge.messages import SingerReader
+
+    proc: subprocess.Popen[bytes] | None = None
+    source: Any
+    on_input_end: Callable[[], None] | None = None
+    if tap is not None:
         assert tap.proc is not None
         proc = tap.proc
         source = tap.stdout

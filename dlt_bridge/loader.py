@@ -16,6 +16,7 @@ local state, so nothing of that run (or segment) is committed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +57,7 @@ from dlt_bridge.pipeline import (
 from dlt_bridge.state import STATE_KEY
 from dlt_bridge.stream_buffer import StreamBuffer
 from dlt_bridge.summary import LoadSummary, format_summary
+from dlt_bridge.unchanged import SCHEMAS_KEY, SchemaFingerprint, nothing_new, read_ahead
 
 __all__ = ["RESOURCE_NAME", "LoadSummary", "SingerLoader", "format_summary"]
 
@@ -86,6 +88,7 @@ class SingerLoader:
         )
         self._streams: dict[str, StreamBuffer] = {}
         self._sequence = SequenceGenerator()
+        self._fingerprint = SchemaFingerprint()
         self._exhausted = False
         self._segment_state: Any = None
         self._segment_has_state = False
@@ -107,19 +110,36 @@ class SingerLoader:
         """Consume all messages; one load package per segment (per run unless `commit_every`)."""
         iterator = iter(messages)
         self._started = time.monotonic()
+        if self.deletes is None:  # a run without rows may need none of dlt's steps
+            held, ended = read_ahead(iterator)
+            stored = self.pipeline.state.get("sources", {}).get(self.source_name)
+            state = nothing_new(held, stored) if ended else None
+            if state is not None:
+                log.info("nothing new: no rows, the stored schemas and state; nothing to load")
+                self._exhausted = True
+                self._segment_state, self._segment_has_state = state, True
+                self._commit_segment()
+                return self._finish()
+            iterator = itertools.chain(held, iterator)
         while not self._exhausted:
             self._segment_state = None
             self._segment_has_state = False
             for stream in self._streams.values():
                 stream.hints_dirty = True  # a new source object needs the hints again
             self._run_segment(iterator)
-            if self._segment_has_state:
-                self._committed_state = self._segment_state
-                self._has_committed_state = True
-                self.summary.state_committed = True
-                self.summary.last_state = self._segment_state
-                if self.on_state_committed is not None:
-                    self.on_state_committed(self._segment_state)
+            self._commit_segment()
+        return self._finish()
+
+    def _commit_segment(self) -> None:
+        if self._segment_has_state:
+            self._committed_state = self._segment_state
+            self._has_committed_state = True
+            self.summary.state_committed = True
+            self.summary.last_state = self._segment_state
+            if self.on_state_committed is not None:
+                self.on_state_committed(self._segment_state)
+
+    def _finish(self) -> LoadSummary:
         self.summary.records = sum(s.records for s in self._streams.values())
         self.summary.seconds = time.monotonic() - self._started
         self.summary.location = location_of(self.pipeline)
@@ -185,7 +205,7 @@ class SingerLoader:
                 except SchemaViolation as exc:
                     raise BridgeInputError(line, exc.reason, stream.name) from None
                 if not record.keys() <= stream.known_fields:
-                    self._warn_unknown_fields(line, stream, record)
+                    stream.warn_unknown_fields(line, record)
                 record[SEQUENCE_COLUMN] = sequence()
                 if deletes is not None:
                     deletes.on_record(stream.name, stream.key_properties, record, message.version)  # type: ignore[union-attr]
@@ -200,6 +220,7 @@ class SingerLoader:
             elif kind is StateMessage:
                 value = message.value  # type: ignore[union-attr]
                 source_state[STATE_KEY] = value
+                source_state[SCHEMAS_KEY] = self._fingerprint.value
                 self._segment_state = value
                 self._segment_has_state = True
                 if commit_every and self._since_commit >= commit_every:
@@ -248,6 +269,7 @@ class SingerLoader:
                 )
         stream.schema = message.schema
         stream.key_properties = keys
+        self._fingerprint.add(message.stream, message.schema, keys)
         stream.validator = RecordValidator(message.schema, keys)
         stream.known_fields = stream.validator.property_names.union(
             stream.warned_fields, (SEQUENCE_COLUMN,)
@@ -294,30 +316,16 @@ class SingerLoader:
             raise BridgeInputError(line, str(exc), stream.name) from None
         self._maybe_progress()
 
-    def _warn_unknown_fields(self, line: int, stream: StreamBuffer, record: dict[str, Any]) -> None:
-        assert stream.validator is not None
-        new = [
-            k
-            for k in record
-            if k not in stream.validator.property_names and k not in stream.warned_fields
-        ]
-        if new:
-            stream.warned_fields.update(new)
-            stream.known_fields = stream.known_fields.union(new)
-            log.warning(
-                "line %d: stream %r: field(s) %s not in its SCHEMA; dlt infers their type",
-                line,
-                stream.name,
-                ", ".join(repr(k) for k in new),
-            )
+    def _stored_table(self, stream: StreamBuffer) -> Any:
+        """The stream's table in the pipeline's stored schema, or None."""
+        schema = self.pipeline.schemas.get(self.source_name)
+        if schema is None:
+            return None
+        return schema.tables.get(destination_column_name(stream.hints["table_name"]))
 
     def _arrow_allowed(self, stream: StreamBuffer) -> bool:
         """False when the stored table has a hinted column with another type (dlt variants)."""
-        try:
-            schema = self.pipeline.schemas[self.source_name]
-        except Exception:  # no stored schema yet
-            return True
-        table = schema.tables.get(destination_column_name(stream.hints["table_name"]))
+        table = self._stored_table(stream)
         if not table:
             return True
         stored = table.get("columns") or {}
@@ -357,8 +365,10 @@ class SingerLoader:
 
     def _flush_all(self) -> Iterator[Any]:
         for stream in self._streams.values():
-            if stream.buffer or stream.hints_dirty:
-                # an empty list with hints still creates the (empty) table of a stream
+            if stream.buffer or (stream.hints_dirty and not self._stored_table(stream)):
+                # an empty list with hints creates the (empty) table of a new stream; for a
+                # stored table it is not sent: dlt would record a changed schema (a new column)
+                # without altering the table (no rows, no job), and fail on the next rows
                 yield self._flush(stream)
         self._maybe_progress()
 

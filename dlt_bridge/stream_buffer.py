@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from analytics_api.validate import RecordValidator
 from dlt_bridge.arrow import ArrowBatcher
+
+log = logging.getLogger("dlt_bridge")
 
 
 class StreamBuffer:
@@ -45,3 +48,18 @@ class StreamBuffer:
         self.arrow_off = False
         self.declared: dict[str, Any] = {}
         """Column -> data type declared by this run's SCHEMA messages so far."""
+
+    def warn_unknown_fields(self, line: int, record: dict[str, Any]) -> None:
+        """One warning per field the SCHEMA does not declare; dlt infers its type."""
+        assert self.validator is not None
+        declared, warned = self.validator.property_names, self.warned_fields
+        new = [k for k in record if k not in declared and k not in warned]
+        if new:
+            self.warned_fields.update(new)
+            self.known_fields = self.known_fields.union(new)
+            log.warning(
+                "line %d: stream %r: field(s) %s not in its SCHEMA; dlt infers their type",
+                line,
+                self.name,
+                ", ".join(repr(k) for k in new),
+            )

@@ -5,7 +5,8 @@ time: 8,000 lines for 2,000 parents, a real share of run time and of little use 
 Child streams here count into one running total (still logged every minute while it runs) and
 report once when the run ends. Of the two INFO lines, "Beginning sync of" is logged once per
 child stream (`AnalyticsStream.log`); "Starting incremental sync of" comes from the SDK's state
-manager once per parent: there is no public hook for it, and no logger is filtered.
+manager, which the tap calls once per child stream (`repeats_starting_value`, through a private
+hook in `compat.py`). No logger is filtered.
 """
 
 from __future__ import annotations

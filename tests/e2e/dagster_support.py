@@ -64,7 +64,7 @@ class Result:
 
     def check(self) -> Result:
         assert self.returncode == 0, (
-            f"`dagster {' '.join(self.args)}` exited {self.returncode} after"
+            f"`{' '.join(self.args)}` exited {self.returncode} after"
             f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
         )
         return self
@@ -151,12 +151,17 @@ class Workspace:
                 env[name] = value
         return env
 
-    def run(
-        self, *args: str, label: str | None = None, env: Mapping[str, str] | None = None
+    def run(self, *args: str, **kw: Any) -> Result:
+        """`dagster <args>` in the working directory; `label=` records its time."""
+        return self.execute([str(self.dagster), *args], **kw)
+
+    def execute(
+        self, argv: list[str], *, label: str | None = None, env: Mapping[str, str] | None = None
     ) -> Result:
+        """A program, stdout and stderr together, with `env` (default `self.env()`)."""
         started = time.monotonic()
         proc = subprocess.run(
-            [str(self.dagster), *args],
+            argv,
             cwd=self.workdir,
             env=dict(env) if env is not None else self.env(),
             stdin=subprocess.DEVNULL,
@@ -169,7 +174,7 @@ class Workspace:
         seconds = time.monotonic() - started
         if label:
             self.timings[label] = seconds
-        return Result(list(args), proc.returncode, proc.stdout, seconds)
+        return Result([Path(argv[0]).name, *argv[1:]], proc.returncode, proc.stdout, seconds)
 
     def validate(self, **kw: Any) -> Result:
         return self.run("definitions", "validate", "-m", "analytics_dagster", **kw)
@@ -189,22 +194,7 @@ class Workspace:
 
     def python(self, code: str, **kw: Any) -> Result:
         """`python -c code` with Dagster's interpreter (next to the `dagster` script)."""
-        return self.run_program([str(self.dagster.parent / "python"), "-c", code], **kw)
-
-    def run_program(self, argv: list[str], env: Mapping[str, str] | None = None) -> Result:
-        started = time.monotonic()
-        proc = subprocess.run(
-            argv,
-            cwd=self.workdir,
-            env=dict(env) if env is not None else self.env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        output = proc.stdout + proc.stderr
-        return Result(argv[1:], proc.returncode, output, time.monotonic() - started)
+        return self.execute([str(self.dagster.parent / "python"), "-c", code], **kw)
 
     def duckdb_file(self, name: str) -> Path:
         return self.workdir / f"analytics_{name}.duckdb"

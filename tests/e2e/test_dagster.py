@@ -14,6 +14,7 @@ dagster`, which `make test` runs). Without it these tests fail, saying how to cr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,13 @@ def _keys(dump: dict[str, list[dict[str, Any]]]) -> set[Any]:
     return {r[s.primary_key] for s in STREAMS for r in dump[s.name]}
 
 
+def _sorted(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Tables in a form that compares whole contents, whatever order the rows came in."""
+    return {
+        name: sorted(repr(sorted(row.items())) for row in rows) for name, rows in tables.items()
+    }
+
+
 def _environment(ws: Workspace, name: str) -> Environment:
     return next(e for e in ws.environments if e.name == name)
 
@@ -165,7 +173,9 @@ def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> 
     dev = _environment(ws, "dev").api
     dev.add_fault_rule(FaultRule("503", "/v1/app"))  # down beyond every retry
 
-    missing = ws.materialize("prod", env=ws.env(ANALYTICS_PROD_API_KEY=None))
+    missing = ws.materialize(
+        "prod", label="materialize prod (no key)", env=ws.env(ANALYTICS_PROD_API_KEY=None)
+    )
     assert missing.returncode != 0
     assert (
         "environment 'prod', field 'api_key_env': variable ANALYTICS_PROD_API_KEY is not set"
@@ -186,7 +196,8 @@ def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> 
     assert down.returncode != 0
     assert "STEP_UP_FOR_RETRY" in down.output  # one more attempt, then the failure
     assert down.output.count("environment 'dev': loading into") == 2
-    assert "environment 'dev': stream 'applications', GET /v1/app: giving up" in down.output
+    # applications, endpoints and integrations all read /v1/app: any of them may give up first
+    assert re.search(r"environment 'dev': stream '\w+', GET /v1/app: giving up", down.output)
     _assert_no_secret(ws, down.output)
 
     ok = ws.materialize("staging", label="materialize staging").check()
@@ -218,14 +229,14 @@ def test_deletions_change_only_their_own_environment(workspace: Factory) -> None
     prod, staging = (_environment(ws, n).api for n in ("prod", "staging"))
     for name in ("prod", "staging"):
         ws.materialize(name, label=f"materialize {name} (first)").check()
-    staging_before = tables_of(ws, "staging")
+    staging_before = _sorted(tables_of(ws, "staging"))
 
     gone = prod.delete_records(share=0.3, seed=3)
     assert all(gone.values()), gone
     ws.materialize("prod", label="materialize prod (hard deletes)").check()
     assert_equals_dump(ws, "prod", all_dumps(prod))  # the deleted rows are gone
-    assert tables_of(ws, "staging") == staging_before
-    prod_after = tables_of(ws, "prod")
+    assert _sorted(tables_of(ws, "staging")) == staging_before
+    prod_after = _sorted(tables_of(ws, "prod"))
 
     marked = staging.delete_records(share=0.3, seed=5)
     ws.materialize("staging", label="materialize staging (soft deletes)").check()
@@ -233,7 +244,7 @@ def test_deletions_change_only_their_own_environment(workspace: Factory) -> None
         assert_live_rows_equal_dump(folder, staging)
         for name in NAMES:
             assert deleted_keys(folder, name) == set(marked[name]), name
-    assert tables_of(ws, "prod") == prod_after
+    assert _sorted(tables_of(ws, "prod")) == prod_after
 
 
 def test_loading_fails_clearly_on_a_bad_file_or_setting(workspace: Factory) -> None:

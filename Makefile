@@ -71,4 +71,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output demo-out bench-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .meltano output demo-out bench-out .pytest_cache .mypy_cache .ruff_cache

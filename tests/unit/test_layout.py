@@ -3,6 +3,7 @@ tap imports the tap; the native source does not import the bridge (the bridge ma
 
     analytics_api  <-  tap_analytics
     analytics_api  <-  analytics_source  <-  dlt_bridge
+    analytics_api  <-  analytics_source  <-  analytics_dagster   (nothing imports it)
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+_ENGINES = ("tap_analytics", "analytics_source", "dlt_bridge", "analytics_dagster")
 FORBIDDEN = {
-    "analytics_api": ("singer_sdk", "dlt", "tap_analytics", "analytics_source", "dlt_bridge"),
-    "analytics_source": ("singer_sdk", "tap_analytics", "dlt_bridge"),
-    "dlt_bridge": ("singer_sdk", "tap_analytics"),
-    "tap_analytics": ("dlt", "analytics_source", "dlt_bridge"),
+    "analytics_api": ("singer_sdk", "dlt", "dagster", *_ENGINES),
+    "analytics_source": (
+        "singer_sdk",
+        "dagster",
+        "tap_analytics",
+        "dlt_bridge",
+        "analytics_dagster",
+    ),
+    "dlt_bridge": ("singer_sdk", "dagster", "tap_analytics", "analytics_dagster"),
+    "tap_analytics": ("dlt", "dagster", "analytics_source", "dlt_bridge", "analytics_dagster"),
+    "analytics_dagster": ("singer_sdk", "tap_analytics", "dlt_bridge"),
 }
 MAX_RUNTIME_MODULE_LINES = 400
 

@@ -167,7 +167,7 @@ def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -
     except ValueError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    with one_connection(pipeline) as pipeline:
+    with one_connection(pipeline, options.duckdb_file) as pipeline:
         return _load_into(args, options, tap, pipeline)
 
 

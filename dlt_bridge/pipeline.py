@@ -78,6 +78,8 @@ class BridgeOptions:
     """Records after which the next STATE message closes a load package (0: one per run)."""
     source_name: str | None = None
     """dlt source/schema name holding the state; defaults to the pipeline name."""
+    duckdb_file: str | None = None
+    """Set by `create_pipeline`: the DuckDB file loaded into, None for other destinations."""
     arrow: bool = True
     """Hand dlt pyarrow tables where they give the same tables as dicts (`dlt_bridge.arrow`);
     `create_pipeline` turns it off unless the load files are parquet."""
@@ -107,7 +109,8 @@ def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
         dataset_name=options.dataset_name or configured.dataset_name or DEFAULT_DATASET_NAME,
         **kwargs,
     )
-    _check_duckdb_name(pipeline)
+    options.duckdb_file = _duckdb_file(pipeline)
+    _check_duckdb_name(pipeline, options.duckdb_file)
     options.loader_file_format = choose_loader_file_format(pipeline, options.loader_file_format)
     # arrow tables only pay off as parquet; dlt converts them row by row to other formats
     options.arrow = options.arrow and options.loader_file_format == "parquet"
@@ -115,7 +118,7 @@ def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
     if (
         is_duckdb(pipeline)
         and options.loader_file_format == "parquet"
-        and _duckdb_is_file(pipeline)
+        and options.duckdb_file is not None
     ):
         provider.set_pipeline_defaults(
             options.pipeline_name,
@@ -173,16 +176,14 @@ def _duckdb_database(pipeline: dlt.Pipeline) -> Any:
         return None
 
 
-def _duckdb_is_file(pipeline: dlt.Pipeline) -> bool:
-    database = _duckdb_database(pipeline)
-    return isinstance(database, str) and database not in ("", ":memory:")
+def _duckdb_file(pipeline: dlt.Pipeline) -> str | None:
+    """The DuckDB file the pipeline loads into; None for another destination or `:memory:`."""
+    database = _duckdb_database(pipeline) if is_duckdb(pipeline) else None
+    return database if isinstance(database, str) and database not in ("", ":memory:") else None
 
 
-def _check_duckdb_name(pipeline: dlt.Pipeline) -> None:
-    if not is_duckdb(pipeline):
-        return
-    database = _duckdb_database(pipeline)
-    if not isinstance(database, str) or database == ":memory:":
+def _check_duckdb_name(pipeline: dlt.Pipeline, database: str | None) -> None:
+    if database is None:
         return
     stem = os.path.splitext(os.path.basename(database))[0]
     if stem == pipeline.dataset_name:
@@ -195,17 +196,17 @@ def _check_duckdb_name(pipeline: dlt.Pipeline) -> None:
 
 
 @contextlib.contextmanager
-def one_connection(pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
+def one_connection(pipeline: dlt.Pipeline, database: str | None) -> Iterator[dlt.Pipeline]:
     """The pipeline, loading a DuckDB file through one connection held for the whole run.
 
     dlt opens and closes the DuckDB file for every load job (about 20 for the eight streams,
     ~30 ms each, plus a checkpoint on every close): a fixed cost that dominates small runs.
     Given a connection (dlt's documented `duckdb(credentials=<connection>)`), dlt hands each
     job a duplicate of it and never closes it; the user's DuckDB settings (global config,
-    pragmas, extensions) are still applied by dlt to it. Other destinations: unchanged.
+    pragmas, extensions) are still applied by dlt to it. `database`: the file, as resolved by
+    `create_pipeline` (`BridgeOptions.duckdb_file`); None (another destination): unchanged.
     """
-    database = _duckdb_database(pipeline) if is_duckdb(pipeline) else None
-    if not isinstance(database, str) or database in ("", ":memory:"):
+    if database is None:
         yield pipeline
         return
     import duckdb

@@ -105,7 +105,9 @@ def test_one_connection_keeps_the_duckdb_settings(tmp_path: Path) -> None:
 
     defaults.install()
     with chdir(tmp_path):
-        pipeline = create_pipeline(BridgeOptions(pipelines_dir=str(tmp_path / "pipelines")))
-        with one_connection(pipeline) as held, held.sql_client() as client:
+        options = BridgeOptions(pipelines_dir=str(tmp_path / "pipelines"))
+        pipeline = create_pipeline(options)
+        assert options.duckdb_file == str(tmp_path / "tap_analytics.duckdb")
+        with one_connection(pipeline, options.duckdb_file) as held, held.sql_client() as client:
             limit = client.execute_sql("select current_setting('memory_limit')")
     assert limit == [("61.0 MiB",)]  # the bridge's 64MB default for parquet loads into a file

@@ -13,6 +13,11 @@ Scenarios (each tool checked against the fake API's ground truth after every mea
 
 `python -m benchmarks.overhead last-state --config c.json --out state.json` (a set-up step of
 the `unchanged` baseline) runs the tap once and writes the last STATE it printed.
+
+`python -m benchmarks.overhead dlt-floor --input tap.jsonl` (informational tool `dlt_floor` of
+`small`): the records of a tap output file loaded by plain dlt into a new DuckDB file, merged on
+their keys, as lists of dicts, with no bridge at all: what dlt's import and three steps cost for
+that data alone, the floor under any Singer-to-dlt loader built on dlt.
 """
 
 from __future__ import annotations
@@ -107,11 +112,12 @@ def scenario_bridge_full(
     """`dlt-bridge run` into a new DuckDB file against the tap alone into a file."""
     from benchmarks.run import ScenarioResult, bridge_run_tool, tap_tool
 
+    small = key == "small"
     tools = [
         tap_tool("tap", "tap-analytics alone, output to a file", baseline=True),
         bridge_run_tool("bridge_run", "dlt-bridge run into a new DuckDB file"),
+        *([dlt_floor_tool()] if small else []),
     ]
-    small = key == "small"
     res, total = _scenario(runner, repeat, dataset, tools, keep_records=small)
     title = (
         f"13c. {total:,} records (the demo's size): dlt-bridge run vs the tap alone"
@@ -151,6 +157,64 @@ def scenario_unchanged(runner: Runner, repeat: int, dataset: DatasetConfig) -> S
     return sr
 
 
+def dlt_floor_tool() -> Tool:
+    """Plain dlt loading the tap's records (from a file written untimed before) into DuckDB."""
+    from benchmarks.measure import check_duckdb
+    from benchmarks.run import DATASET_NAME, RunSpec, Tool, _write_config
+
+    def build(workdir: Path, api: FakeAPIProcess, expected: Expected) -> RunSpec:
+        config = _write_config(workdir, api)
+        messages = str(workdir / "tap.jsonl")
+        write = [PY, "-m", "benchmarks.overhead", "tap-output", "--config", config]
+        db = workdir / "floor.duckdb"
+        return RunSpec(
+            commands=[[PY, "-m", "benchmarks.overhead", "dlt-floor", "--input", messages]],
+            env={"RUNTIME__DLTHUB_TELEMETRY": "false"},
+            setup=[[*write, "--out", messages]],
+            check=lambda: check_duckdb(db, DATASET_NAME, expected),
+        )
+
+    return Tool("dlt_floor", "plain dlt, the same records from a file (no tap, no bridge)", build)
+
+
+def load_with_plain_dlt(messages: str) -> int:
+    """The records of a Singer file into `floor.duckdb` with dlt alone (merge on the keys)."""
+    import dlt
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    keys: dict[str, list[str]] = {}
+    with open(messages, "rb") as fh:
+        for line in fh:
+            message = json.loads(line)
+            if message["type"] == "RECORD":
+                rows.setdefault(message["stream"], []).append(message["record"])
+            elif message["type"] == "SCHEMA":
+                keys[message["stream"]] = message["key_properties"]
+    resources = [
+        dlt.resource(records, name=stream, primary_key=keys[stream], write_disposition="merge")
+        for stream, records in rows.items()
+    ]
+    pipeline = dlt.pipeline(
+        "floor",
+        pipelines_dir="pipelines",
+        destination=dlt.destinations.duckdb("floor.duckdb"),
+        dataset_name="analytics",
+    )
+    pipeline.run(resources, loader_file_format="parquet")
+    return 0
+
+
+def write_tap_output(config: str, out: str) -> int:
+    with open(out, "wb") as fh:
+        subprocess.run(
+            [PY, "-m", "tap_analytics", "--config", config],
+            stdout=fh,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+    return 0
+
+
 def write_last_state(config: str, out: str) -> int:
     """Run the tap once and write the last STATE it printed to `out`."""
     proc = subprocess.run(
@@ -173,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     last = sub.add_parser("last-state", help="run the tap once, write its last STATE")
     last.add_argument("--config", required=True)
     last.add_argument("--out", required=True)
+    output = sub.add_parser("tap-output", help="run the tap once, write its messages")
+    output.add_argument("--config", required=True)
+    output.add_argument("--out", required=True)
+    floor = sub.add_parser("dlt-floor", help="load a Singer file's records with plain dlt")
+    floor.add_argument("--input", required=True)
     args = parser.parse_args(argv)
+    if args.command == "dlt-floor":
+        return load_with_plain_dlt(args.input)
+    if args.command == "tap-output":
+        return write_tap_output(args.config, args.out)
     return write_last_state(args.config, args.out)
 
 

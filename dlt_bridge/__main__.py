@@ -1,5 +1,5 @@
 """`python -m dlt_bridge` is the `dlt-bridge` command."""
 
-from dlt_bridge.cli import main
+from dlt_bridge.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -1,15 +1,12 @@
 """`dlt-bridge run|native --environment NAME`: several accounts of the API, each on its own.
 
-The accounts are listed in the environments file (`analytics_api.environments`). This module only
-plans and sequences: per selected environment it builds the arguments of one ordinary `run`
-(`dlt_bridge.cli._load`) or `native` (`dlt_bridge.native.run_native`) and calls it, so each
-environment runs exactly as a single command would, in a place of its own: pipeline
-`analytics_<name>`; on DuckDB the file `analytics_<name>.duckdb` (dataset `analytics`), elsewhere
-the dataset `analytics_<name>`. State, merges and deletions never cross environments.
-
-Everything checkable is checked before the first run (exit 2, nothing run). A failing
-environment is reported in one line and the next one runs. Keys are handed over explicitly (a
-private temporary tap config, or `api_key=`), never through `os.environ`, and never printed.
+Plans and sequences only: per environment of the environments file (`analytics_api.environments`)
+it builds the arguments of one ordinary `run` (`cli._load`) or `native` (`native.run_native`) and
+calls it, in a place of its own: pipeline `analytics_<name>`; on DuckDB the file
+`analytics_<name>.duckdb` (dataset `analytics`), elsewhere the dataset `analytics_<name>`. All
+checks run before the first environment (exit 2, nothing run); a failing environment is reported
+in one line and the next runs. Keys go over explicitly (a private temporary tap config, or
+`api_key=`), never through `os.environ`, and are never printed.
 """
 
 from __future__ import annotations
@@ -38,6 +35,8 @@ from analytics_api.environments import (
     select,
 )
 from analytics_api.redact import redact
+from analytics_source import compat
+from dlt_bridge.defaults import BridgeDefaults
 
 log = logging.getLogger("dlt_bridge")
 
@@ -47,6 +46,22 @@ ALL = "all"
 OPTIONS = tuple(name for name in OPTION_TYPES if name != "deletes")
 """Environment fields that are also tap settings and `native` flags of the same name."""
 _DUCKDB = "duckdb"
+STAGING_LAYOUT = "staging_%s"
+"""Where dlt stages merges (as analytics_dagster does): dlt's `<dataset>_staging` would be the
+dataset of environment `<name>_staging` on a server, and in `analytics_staging.duckdb`
+(environment `staging`) the name of the file's own catalog, which fails every merge."""
+
+
+class _Defaults(BridgeDefaults):
+    """STAGING_LAYOUT for the environments' pipelines only, after every user source, however
+    their destination is built (`dlt_bridge.defaults` explains the mechanism)."""
+
+    @property
+    def name(self) -> str:
+        return "dlt-bridge environments"
+
+
+_STAGING = _Defaults()
 
 
 @dataclass
@@ -95,6 +110,7 @@ class Outcome:
 def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Plan every selected environment, then run them one after another; see the module doc."""
     environ = os.environ if environ is None else environ
+    compat.add_provider(_STAGING)
     try:
         plans = plan_runs(args, environ)
     except EnvironmentsError as exc:
@@ -132,18 +148,11 @@ def plan_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Plan
     path = environments_path(environ)
     environments = select(load_environments(path), selected_names(args.environment))
     explicit = explicit_fields(path)
-    keys: dict[str, str] = {}
-    for env in environments:
-        try:
-            keys[env.name] = env.api_key(environ)
-        except EnvironmentsError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise EnvironmentsError("\n".join(problems))
     plans = []
     for env in environments:
         try:
-            plans.append(plan_one(args, env, keys[env.name], explicit[env.name], base_config))
+            key = env.api_key(environ)
+            plans.append(plan_one(args, env, key, explicit[env.name], base_config))
         except EnvironmentsError as exc:
             problems.append(str(exc))
     if problems:
@@ -245,11 +254,13 @@ def plan_one(
 
 
 def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, str, str]:
-    """(destination name, dataset, DuckDB file): resolved as `create_pipeline` will."""
+    """(destination name, dataset, DuckDB file), resolved as `create_pipeline` will."""
     from dlt_bridge.pipeline import BridgeOptions, create_pipeline, is_duckdb, location_of
 
     try:
         name = _destination_name(args.destination, env.pipeline_name, args.pipelines_dir)
+        layout = ("destination", name, "staging_dataset_name_layout")
+        _STAGING.set_pipeline_defaults(env.pipeline_name, {layout: STAGING_LAYOUT})
         dataset = DATASET_NAME if name == _DUCKDB else env.server_dataset
         options = BridgeOptions(
             pipeline_name=env.pipeline_name,
@@ -353,7 +364,7 @@ def report(outcomes: list[Outcome]) -> None:
 
 
 class _FirstError(logging.Handler):
-    """Keeps the first error an environment's run logs (its first line)."""
+    """Keeps the first error an environment's run logs, on one line."""
 
     def __init__(self, prefix: str) -> None:
         super().__init__(logging.ERROR)
@@ -362,8 +373,8 @@ class _FirstError(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.message is None:
-            lines = record.getMessage().removeprefix(self.prefix).strip().splitlines()
-            self.message = lines[0] if lines else None
+            text = " ".join(record.getMessage().removeprefix(self.prefix).split())
+            self.message = (text[:500] + " ..." if len(text) > 500 else text) or None
 
 
 class _Prefix(logging.Filter):

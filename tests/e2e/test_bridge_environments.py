@@ -135,27 +135,27 @@ def test_run_loads_each_environment_into_its_own_file_then_only_changes(
     fakes: tuple[FakeHandle, FakeHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = fakes
-    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("b", b, "KEY_B"))
+    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("staging", b, "KEY_B"))
     keys = {"KEY_A": KEY_A, "KEY_B": KEY_B}
     first = bridge(tmp_path, "run", "--environment", "all", keys=keys)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert statuses(first) == {"a": "ok", "b": "ok"}
-    assert report(first)["b"]["location"] == str(tmp_path / "analytics_b.duckdb")
+    assert statuses(first) == {"a": "ok", "staging": "ok"}
+    assert report(first)["staging"]["location"] == str(tmp_path / "analytics_staging.duckdb")
     assert_no_key(first, KEY_A, KEY_B)
-    for name, api in (("a", a), ("b", b)):
+    for name, api in (("a", a), ("staging", b)):
         use(monkeypatch, name)
         assert_tables_equal_dump(tmp_path, all_dumps(api))
         assert (tmp_path / "pl" / f"analytics_{name}").is_dir()
-    use(monkeypatch, "b")
+    use(monkeypatch, "staging")
     b_before, b_state = snapshot(tmp_path), stored_state(tmp_path)
 
     mutated = a.mutate(share=0.25, seed=3)
-    second = bridge(tmp_path, "run", "--environment", "a", "--environment", "b", keys=keys)
+    second = bridge(tmp_path, "run", "--environment", "a", "--environment", "staging", keys=keys)
     assert second.returncode == 0, second.stderr[-3000:]
     use(monkeypatch, "a")
     assert_tables_equal_dump(tmp_path, all_dumps(a))
     assert rows_of_last_load(tmp_path) == {k: sorted(v) for k, v in mutated.items()}
-    use(monkeypatch, "b")
+    use(monkeypatch, "staging")
     assert snapshot(tmp_path) == b_before and stored_state(tmp_path) == b_state
 
 
@@ -191,15 +191,15 @@ def test_native_loads_each_environment_and_a_wrong_key_fails_alone(
     fakes: tuple[FakeHandle, FakeHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = fakes
-    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("b", b, "KEY_B"))
+    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("staging", b, "KEY_B"))
     first = bridge(
         tmp_path, "native", "--environment", "all", keys={"KEY_A": KEY_A, "KEY_B": KEY_B}
     )
     assert first.returncode == 0, first.stderr[-3000:]
-    for name, api in (("a", a), ("b", b)):
+    for name, api in (("a", a), ("staging", b)):
         use(monkeypatch, name)
         assert_tables_equal_dump(tmp_path, all_dumps(api))
-    use(monkeypatch, "b")
+    use(monkeypatch, "staging")
     b_before = snapshot(tmp_path)
 
     a.mutate(share=0.25, seed=4)
@@ -208,12 +208,12 @@ def test_native_loads_each_environment_and_a_wrong_key_fails_alone(
         tmp_path, "native", "--environment", "all", keys={"KEY_A": KEY_A, "KEY_B": WRONG}
     )
     assert second.returncode == 1, second.stderr[-3000:]
-    assert statuses(second) == {"a": "ok", "b": "failed"}
-    assert "HTTP 401" in report(second)["b"]["error"]
+    assert statuses(second) == {"a": "ok", "staging": "failed"}
+    assert "HTTP 401" in report(second)["staging"]["error"]
     assert_no_key(second, KEY_A, WRONG)
     use(monkeypatch, "a")
     assert_tables_equal_dump(tmp_path, all_dumps(a))
-    use(monkeypatch, "b")
+    use(monkeypatch, "staging")
     assert snapshot(tmp_path) == b_before
 
 
@@ -255,22 +255,28 @@ def test_on_postgres_each_environment_has_its_own_dataset(
     fakes: tuple[FakeHandle, FakeHandle], tmp_path: Path, postgres: Any
 ) -> None:
     a, b = fakes
-    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("b", b, "KEY_B"))
+    write_environments(tmp_path, entry("eu", a, "KEY_A"), entry("eu_staging", b, "KEY_B"))
     database = postgres.create_database()
     keys = {
         "KEY_A": KEY_A,
         "KEY_B": KEY_B,
         "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(database),
     }
-    result = bridge(tmp_path, "run", "--environment", "all", "--destination", "postgres", keys=keys)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert {n: r["dataset_name"] for n, r in report(result).items()} == {
-        "a": "analytics_a",
-        "b": "analytics_b",
-    }
-    for name, api in (("a", a), ("b", b)):
-        for stream in STREAMS:
-            key = stream.primary_key
-            got = postgres.query(database, f'select "{key}" from analytics_{name}."{stream.name}"')
-            want = [r[key] for r in api.dump(stream.name)]
-            assert sorted(r[0] for r in got) == sorted(want), (name, stream.name)
+    # dlt's default merge staging of `eu` would be `analytics_eu_staging`: the other's dataset
+    for mutate in (False, True):
+        if mutate:
+            a.mutate(share=0.25, seed=6)
+            b.mutate(share=0.25, seed=6)
+        argv = ["run", "--environment", "all", "--destination", "postgres"]
+        result = bridge(tmp_path, *argv, keys=keys)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert {n: r["dataset_name"] for n, r in report(result).items()} == {
+            "eu": "analytics_eu",
+            "eu_staging": "analytics_eu_staging",
+        }
+        for name, api in (("eu", a), ("eu_staging", b)):
+            for stream in STREAMS:
+                key, table = stream.primary_key, f'analytics_{name}."{stream.name}"'
+                got = postgres.query(database, f'select "{key}" from {table}')
+                want = [r[key] for r in api.dump(stream.name)]
+                assert sorted(r[0] for r in got) == sorted(want), (name, stream.name)

@@ -260,7 +260,7 @@ def test_a_failing_environment_is_reported_and_the_next_still_runs(
     captured = capsys.readouterr()
     alpha, beta = summary(captured.out)
     assert (alpha["status"], alpha["exit_code"]) == ("failed", 4)
-    assert alpha["error"] == "HTTP 401 for key ***"
+    assert alpha["error"] == "HTTP 401 for key *** second line"  # the whole message, one line
     assert (beta["status"], beta["exit_code"], beta["error"]) == ("ok", 0, None)
     assert "environment 'alpha' failed (exit 4, key from ALPHA_KEY): HTTP 401" in captured.err
     assert "[alpha] HTTP 401" in captured.err  # the run's own lines carry its name

@@ -103,9 +103,7 @@ class AnalyticsStream(VersionedStream, ChildTotals):
 
     def get_replication_key_signpost(self, context: Context | None = None) -> str | None:
         """The sync's start time: no bookmark may pass it (records changing during the scan).
-
-        The SDK's value is the tap's start, the same for every parent: computed once.
-        """
+        The SDK's value is the tap's start, the same for every parent: computed once."""
         if self._signpost is None:
             signpost = super().get_replication_key_signpost(context)
             value = None if signpost is None else canonical_from_datetime(t.cast("Any", signpost))
@@ -178,11 +176,19 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             yield from self._child_records(context)
             return
         records = self._scan(definition.path)
-        prefetcher = self._tap_analytics.prefetcher
+        tap = self._tap_analytics
+        prefetcher = tap.prefetcher
         fetchers = self._prefetchable_children()
         if prefetcher is None or not fetchers:
             yield from records
             return
+        if not tap.fetching_ahead():  # no threads while responses are fast
+            for record in records:
+                yield record  # its children are synced (fetched and timed) before this resumes
+                if tap.fetching_ahead():
+                    break
+            else:
+                return
         pk = definition.primary_key
         try:
             yield from prefetcher.iter_with_lookahead(((r[pk], r) for r in records), fetchers)
@@ -222,6 +228,9 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             pages = self.client.iter_pages(
                 self.name, path, definition.params, child=parent is not None
             )
+            probe = self._tap_analytics.response_probe
+            if probe is not None and not self._tap_analytics.fetching_ahead():
+                pages = probe.timed(pages)  # sequential so far: are responses slow?
         for page in pages:
             for record in page:
                 check_keys(definition, record, path)

@@ -25,7 +25,7 @@ from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
 
 if t.TYPE_CHECKING:  # imported when a sync needs them: `--about` and `--discover` do not
-    from tap_analytics.prefetch import ChildPrefetcher, PageReader
+    from tap_analytics.prefetch import ChildPrefetcher, PageReader, ResponseProbe
 
 __version__ = "0.1.0"
 
@@ -113,32 +113,57 @@ class TapAnalytics(CompatTap):
         )
 
     def take_page_reader(self, stream_name: str) -> PageReader | None:
-        """This top-level stream's pages, already being read in the background.
+        """This top-level stream's pages, already being read in the background, or None while
+        the tap fetches sequentially (see `fetching_ahead`). Called as each top-level stream
+        starts its scan."""
+        self._scans_started.add(stream_name)
+        if self._page_readers is None:
+            return None
+        return self._page_readers.pop(stream_name, None)
 
-        On the first call every selected top-level stream starts reading (a few pages ahead,
-        bounded), so independent streams are fetched side by side. None when sequential.
-        """
+    def fetching_ahead(self) -> bool:
+        """Whether to fetch ahead on threads from now on: `max_concurrency` > 1 and responses
+        are slow (`ResponseProbe`). Once true it stays true, and every selected top-level
+        stream that has not started yet starts reading its pages in the background (a few
+        pages ahead, bounded), so independent streams are fetched side by side."""
+        if self._page_readers is not None:
+            return True
+        probe = self.response_probe
+        if probe is None or not probe.slow:
+            return False
+        from tap_analytics.prefetch import PageReader  # a sync only
+
+        self._page_readers = {}
+        for stream in self.streams.values():
+            definition = getattr(stream, "definition", None)
+            if definition is None or definition.is_child or stream.name in self._scans_started:
+                continue
+            if not (stream.selected or stream.has_selected_descendents):
+                continue
+            self._page_readers[stream.name] = PageReader(
+                self.client.iter_pages(stream.name, definition.path, definition.params),
+                name=stream.name,
+            )
+        return True
+
+    @cached_property
+    def _scans_started(self) -> set[str]:
+        """Top-level streams whose scan has begun (their pages are read where they are)."""
+        return set()
+
+    @cached_property
+    def response_probe(self) -> ResponseProbe | None:
+        """Times the requests sent while sequential; None when `max_concurrency` is 1."""
         if self.prefetcher is None:
             return None
-        if self._page_readers is None:
-            from tap_analytics.prefetch import PageReader  # a sync only
+        from tap_analytics.prefetch import ResponseProbe  # a sync only
 
-            self._page_readers = {}
-            for stream in self.streams.values():
-                definition = getattr(stream, "definition", None)
-                if definition is None or definition.is_child:
-                    continue
-                if not (stream.selected or stream.has_selected_descendents):
-                    continue
-                self._page_readers[stream.name] = PageReader(
-                    self.client.iter_pages(stream.name, definition.path, definition.params),
-                    name=stream.name,
-                )
-        return self._page_readers.pop(stream_name, None)
+        return ResponseProbe()
 
     @cached_property
     def prefetcher(self) -> ChildPrefetcher | None:
-        """Concurrent child fetching, or None for strictly sequential requests."""
+        """Concurrent child fetching (used once `fetching_ahead`), or None when
+        `max_concurrency` is 1: strictly sequential requests."""
         workers = int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
         if workers <= 1:
             return None

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
+from tap_analytics import prefetch
 from tests.unit.mockapi import (
     config,
     make_records,
@@ -37,9 +38,14 @@ def _expected(api, name: str) -> list[dict]:
     return expected
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["as-timed", "fetching-ahead"])
 @pytest.mark.parametrize("concurrency", [1, 8])
 @pytest.mark.parametrize("name", [s.name for s in STREAMS])
-def test_records_equal_pages_and_requests_follow_pagination(name: str, concurrency: int) -> None:
+def test_records_equal_pages_and_requests_follow_pagination(
+    name: str, concurrency: int, ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ahead:  # every response counts as slow: threads from the third request on
+        monkeypatch.setattr(prefetch, "SLOW_RESPONSE", 0.0)
     with mock_api() as api:
         serve_everything(api, apps=3, per_app=5, sources=3)
         out = run_tap(config(page_size=PAGE, max_concurrency=concurrency))
@@ -173,6 +179,7 @@ class _CountingServer:
         self.reached = threading.Event()
         self.exceeded = threading.Event()
         self.grace = 0.3
+        self.hold = 0.05
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -200,14 +207,16 @@ class _CountingServer:
             if self.now > self.limit:
                 self.exceeded.set()
         try:
-            # The first requests are held until `limit` are in flight together (proof that the
-            # tap reaches its bound; the long timeout only keeps a failing test from hanging).
-            self.reached.wait(timeout=30)
-            # That first wave then stays in flight a moment longer, or until one request too
-            # many arrives: five page readers start together, so a tap that ignored the bound
-            # would show it here. A tap within its bound passes whatever the timing.
-            self.exceeded.wait(timeout=self.grace)
-            self.grace = 0.0
+            # Until `limit` requests are in flight together, each is held a moment: slow
+            # responses, so the tap (sequential at first) starts fetching ahead, and the proof
+            # that it then reaches its bound.
+            self.reached.wait(timeout=self.hold)
+            if self.reached.is_set():
+                # That first wave then stays in flight a moment longer, or until one request
+                # too many arrives: page readers start together, so a tap that ignored the
+                # bound would show it here. A tap within its bound passes whatever the timing.
+                self.exceeded.wait(timeout=self.grace)
+                self.grace = 0.0
             return self._page(url)
         finally:
             with self.lock:

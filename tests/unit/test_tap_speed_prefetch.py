@@ -1,20 +1,23 @@
-"""The child prefetcher: results in order, failures in turn, fetching threads added on demand."""
+"""Fetching ahead: children in order, failures in turn, and threads only for slow responses."""
 
 from __future__ import annotations
 
-import threading
+import time
+from typing import Any
 
 import pytest
 
 from tap_analytics import prefetch
-from tap_analytics.prefetch import ChildPrefetcher
+from tap_analytics.prefetch import ChildPrefetcher, ResponseProbe
+from tap_analytics.tap import TapAnalytics
+from tests.unit.mockapi import config, mock_api, run_tap, serve_everything
 
 
 def _parents(n: int) -> list[tuple[str, dict[str, str]]]:
     return [(f"p{i}", {"id": f"p{i}"}) for i in range(n)]
 
 
-def test_children_are_taken_in_order_from_one_thread_when_nobody_waits() -> None:
+def test_children_are_taken_in_order() -> None:
     prefetcher = ChildPrefetcher(max_concurrency=8, lookahead=3)
     fetched: list[str] = []
 
@@ -30,7 +33,6 @@ def test_children_are_taken_in_order_from_one_thread_when_nobody_waits() -> None
     assert seen == [f"p{i}" for i in range(10)]
     assert sorted(fetched) == sorted(seen)  # each fetched once
     assert prefetcher.take("kids", "p0") is None  # taken already
-    assert 1 <= prefetcher.workers <= 8
 
 
 def test_a_failure_is_raised_when_its_turn_comes() -> None:
@@ -51,31 +53,57 @@ def test_a_failure_is_raised_when_its_turn_comes() -> None:
     prefetcher.discard()
 
 
-def test_threads_double_each_time_the_consumer_has_waited_long_enough(monkeypatch) -> None:
-    monkeypatch.setattr(prefetch, "GROW_AFTER", 0.05)
-    release = threading.Event()
-    prefetcher = ChildPrefetcher(max_concurrency=5)
-    prefetcher._submit("kids", "p0", lambda _: release.wait() and [])  # starts the first thread
-    assert prefetcher.workers == 1
-    prefetcher._consumer_waited(0.01)
-    assert prefetcher.workers == 1  # short waits add up ...
-    prefetcher._consumer_waited(0.04)
-    assert prefetcher.workers == 2  # ... to twice the threads
-    prefetcher._consumer_waited(0.05)
-    assert prefetcher.workers == 4
-    for _ in range(5):
-        prefetcher._consumer_waited(1.0)
-    assert prefetcher.workers == 5  # never more than max_concurrency
-    release.set()
-    prefetcher.discard()
+def test_the_probe_counts_waiting_not_computing() -> None:
+    def pages() -> Any:
+        for _ in range(3):
+            time.sleep(0.01)  # waiting for a response: wall time, no CPU time
+            yield [{"id": 1}]
+
+    probe = ResponseProbe(window=8, min_samples=3)
+    assert len(list(probe.timed(pages()))) == 3
+    assert probe.slow
 
 
-def test_discard_drops_what_nobody_takes() -> None:
-    release = threading.Event()
-    prefetcher = ChildPrefetcher(max_concurrency=1)
-    prefetcher._submit("kids", "p0", lambda _: release.wait() and [])
-    prefetcher._submit("kids", "p1", lambda _: [])
-    prefetcher.discard()
-    release.set()
-    assert prefetcher.take("kids", "p0") is None
-    assert prefetcher.take("kids", "p1") is None
+def test_the_probe_decides_on_the_recent_mean_of_enough_requests() -> None:
+    probe = ResponseProbe(window=4, min_samples=3)
+    probe._waits.extend([1.0, 1.0])
+    assert not probe.slow  # too few requests timed
+    probe._waits.append(0.0)
+    assert probe.slow
+    probe._waits.extend([0.0] * 4)  # the slow ones left the window
+    assert not probe.slow
+    probe._waits.extend([prefetch.SLOW_RESPONSE] * 4)
+    assert probe.slow
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_the_tap_fetches_ahead_only_once_responses_are_slow(
+    slow: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow responses (here: every wait counts as slow) turn fetching ahead on; the output is
+    the same either way. Fast ones (a mock answers at once) keep the run sequential."""
+    if slow:
+        monkeypatch.setattr(prefetch, "SLOW_RESPONSE", 0.0)
+    else:
+        monkeypatch.setattr(prefetch, "SLOW_RESPONSE", 3600.0)
+    taps: list[TapAnalytics] = []
+    original = TapAnalytics.fetching_ahead
+
+    def spy(self: TapAnalytics) -> bool:
+        taps.append(self)
+        return original(self)
+
+    monkeypatch.setattr(TapAnalytics, "fetching_ahead", spy)
+    with mock_api() as api:
+        serve_everything(api, apps=6, per_app=3, sources=2)
+        out = run_tap(config(max_concurrency=8))
+        sequential = run_tap(config(max_concurrency=1))
+    assert taps and taps[0].fetching_ahead() is slow
+    assert _same_records(out.messages, sequential.messages)
+
+
+def _same_records(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def records(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+        return [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
+
+    return records(a) == records(b)

@@ -74,8 +74,10 @@ def variables(prod: Any, staging: Any, staging_key: str | None = None) -> dict[s
 
 
 def use_duckdb(monkeypatch: pytest.MonkeyPatch, account: str) -> None:
-    """Point test_meltano's DuckDB readers at this account's file (target-dlt's duckdb_path)."""
+    """Point test_meltano's DuckDB readers at this account's file and dataset (target-dlt's
+    duckdb_path and dataset_name follow the extractor's load_schema, `analytics_<account>`)."""
     monkeypatch.setattr(test_meltano, "DUCKDB_FILE", f"output/tap_analytics_{account}.duckdb")
+    monkeypatch.setattr(test_meltano, "DATASET", f"analytics_{account}")
 
 
 def jsonl_records(root: Path, account: str) -> dict[str, list[dict[str, Any]]]:

@@ -64,9 +64,14 @@ class ResponseProbe:
 
     @property
     def slow(self) -> bool:
-        """The recent requests waited `SLOW_RESPONSE` on average (enough of them timed)."""
+        """The recent requests waited `SLOW_RESPONSE` on average: enough of them timed, or
+        so long (5x) that one or two already tell (the first page, with latency)."""
         waits = tuple(self._waits)
-        return len(waits) >= self._min_samples and sum(waits) / len(waits) >= SLOW_RESPONSE
+        if not waits:
+            return False
+        mean = sum(waits) / len(waits)
+        enough = len(waits) >= self._min_samples or mean >= 5 * SLOW_RESPONSE
+        return enough and mean >= SLOW_RESPONSE
 
 
 class ChildPrefetcher:

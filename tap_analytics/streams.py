@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
 import typing as t
@@ -120,9 +121,8 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         return super().generate_child_contexts(record, context)
 
     def repeats_starting_value(self, context: Context | None) -> bool:
-        """A child stream keeps one bookmark for all parents (no state partitions): after the
-        first parent, the starting value the SDK writes (and logs) before each parent's sync
-        would be the same again, read from a bookmark that only moves at the end of the run."""
+        """One bookmark for all parents (no state partitions): after the first parent, the SDK's
+        starting value would be the same again (its bookmark moves at the end of the run)."""
         if not self.definition.is_child or self.state_partitioning_keys:
             return False
         if not self._starting_written:
@@ -182,13 +182,13 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         if prefetcher is None or not fetchers:
             yield from records
             return
-        if not tap.fetching_ahead():  # no threads while responses are fast
-            for record in records:
-                yield record  # its children are synced (fetched and timed) before this resumes
-                if tap.fetching_ahead():
-                    break
-            else:
-                return
+        for record in records:  # no threads while responses are fast
+            if tap.fetching_ahead():
+                records = itertools.chain((record,), records)
+                break
+            yield record  # its children are synced (fetched and timed) before this resumes
+        else:
+            return
         pk = definition.primary_key
         try:
             yield from prefetcher.iter_with_lookahead(((r[pk], r) for r in records), fetchers)

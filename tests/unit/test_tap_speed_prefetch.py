@@ -66,10 +66,15 @@ def test_the_probe_counts_waiting_not_computing() -> None:
 
 def test_the_probe_decides_on_the_recent_mean_of_enough_requests() -> None:
     probe = ResponseProbe(window=4, min_samples=3)
-    probe._waits.extend([1.0, 1.0])
+    assert not probe.slow
+    slow = prefetch.SLOW_RESPONSE
+    probe._waits.extend([2 * slow, 2 * slow])
     assert not probe.slow  # too few requests timed
     probe._waits.append(0.0)
     assert probe.slow
+    probe._waits.clear()
+    probe._waits.append(5 * slow)
+    assert probe.slow  # one very slow request already tells
     probe._waits.extend([0.0] * 4)  # the slow ones left the window
     assert not probe.slow
     probe._waits.extend([prefetch.SLOW_RESPONSE] * 4)

@@ -25,26 +25,36 @@ when every value converts the way dlt's own normalizer would convert it:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
-import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.common.json import json as dlt_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ArrowBatcher", "normalizes_in_subprocesses"]
 
-_DIRECT: dict[str, pa.DataType] = {
-    "text": pa.string(),
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-    "bool": pa.bool_(),
-}
-_TS_NS = pa.timestamp("ns", tz="UTC")
-_TS_US = pa.timestamp("us", tz="UTC")
-_SUPPORTED = {*_DIRECT, "json", "timestamp", "date"}
+_SUPPORTED = {"text", "bigint", "double", "bool", "json", "timestamp", "date"}
 _JSON_TYPES = (dict, list)
+
+
+@functools.cache
+def _arrow_types() -> dict[str, Any]:
+    """Arrow types of the dlt data types converted directly (pyarrow is imported on first use:
+    a run without rows never needs it)."""
+    import pyarrow as pa
+
+    return {
+        "text": pa.string(),
+        "bigint": pa.int64(),
+        "double": pa.float64(),
+        "bool": pa.bool_(),
+        "ts_ns": pa.timestamp("ns", tz="UTC"),
+        "ts_us": pa.timestamp("us", tz="UTC"),
+    }
 
 
 class ArrowBatcher:
@@ -60,6 +70,9 @@ class ArrowBatcher:
             and not c.get("scale")
             for c in columns.values()
         )
+        import pyarrow as pa
+
+        types = _arrow_types()
         self._names = frozenset(columns)
         fields: list[pa.Field] = []
         direct: list[pa.Field] = []
@@ -68,14 +81,14 @@ class ArrowBatcher:
         for name, column in columns.items():
             data_type = str(column.get("data_type"))
             nullable = bool(column.get("nullable", True))
-            if data_type in _DIRECT:
-                arrow_type = _DIRECT[data_type]
+            if data_type in ("text", "bigint", "double", "bool"):
+                arrow_type = types[data_type]
                 direct.append(pa.field(name, arrow_type, nullable=nullable))
             elif data_type == "json":
                 arrow_type = pa.string()
                 self._json.append(name)
             elif data_type == "timestamp":
-                arrow_type = _TS_US
+                arrow_type = types["ts_us"]
                 direct.append(pa.field(name, pa.string(), nullable=nullable))
                 self._post.append((name, data_type))
             elif data_type == "date":
@@ -93,6 +106,9 @@ class ArrowBatcher:
         """The batch as a table in column-hint order, or None: use the dict path for it."""
         if not self.enabled or not rows:
             return None
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         if not set().union(*rows) <= self._names:
             return None  # a field outside the declared columns: dlt infers its type
         try:
@@ -118,9 +134,11 @@ class ArrowBatcher:
         try:
             for name, data_type in self._post:
                 if data_type == "timestamp":
-                    parsed = pc.cast(arrays[name], _TS_NS)
+                    parsed = pc.cast(arrays[name], _arrow_types()["ts_ns"])
                     arrays[name] = pc.cast(
-                        pc.floor_temporal(parsed, unit="microsecond"), _TS_US, safe=False
+                        pc.floor_temporal(parsed, unit="microsecond"),
+                        _arrow_types()["ts_us"],
+                        safe=False,
                     )
                 else:
                     arrays[name] = pc.cast(arrays[name], pa.date32())

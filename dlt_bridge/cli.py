@@ -15,7 +15,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -53,19 +52,6 @@ def default_tap_command() -> list[str]:
         return [sys.executable, "-m", "tap_analytics"]
     script = os.path.join(os.path.dirname(sys.executable), "tap-analytics")
     return [script if os.path.exists(script) else "tap-analytics"]
-
-
-LATE_MODULES = ("pyarrow.parquet", "sqlalchemy")
-"""Modules dlt imports in the middle of a run (its parquet writer; its credentials' text form
-in the load step), about 0.4 s together: imported on a side thread while the tap runs."""
-
-
-def _import_late_modules() -> None:
-    for name in LATE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # optional for dlt: it imports what it needs itself, or not
-            continue
 
 
 def _find_input_error(exc: BaseException) -> Any:
@@ -194,7 +180,6 @@ def _load_into(
             log.error("%s", exc)
             return EXIT_USAGE
     # imported once the tap has its state (the loader brings pyarrow: a few tenths of a second)
-    threading.Thread(target=_import_late_modules, name="dlt-bridge-imports", daemon=True).start()
     from dlt_bridge.loader import SingerLoader, format_summary
     from dlt_bridge.messages import SingerReader
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -49,6 +50,7 @@ from dlt_bridge.messages import (
 from dlt_bridge.pipeline import (
     BridgeOptions,
     extracted_nothing,
+    import_late_modules_aside,
     load_workers,
     location_of,
     schema_hash,
@@ -89,6 +91,7 @@ class SingerLoader:
         self._streams: dict[str, StreamBuffer] = {}
         self._sequence = SequenceGenerator()
         self._fingerprint = SchemaFingerprint()
+        self._imports: threading.Thread | None = None
         self._exhausted = False
         self._segment_state: Any = None
         self._segment_has_state = False
@@ -121,6 +124,7 @@ class SingerLoader:
                 self._commit_segment()
                 return self._finish()
             iterator = itertools.chain(held, iterator)
+            self._imports = import_late_modules_aside()
         while not self._exhausted:
             self._segment_state = None
             self._segment_has_state = False
@@ -168,6 +172,8 @@ class SingerLoader:
             log.info("nothing new: no rows, the same schemas and state; nothing to load")
             return
         log.info("extracted %s records so far; normalizing", f"{received:,}")
+        if self._imports is not None:
+            self._imports.join()
         pipeline.normalize()
         log.info("loading")
         info: LoadInfo = pipeline.load(**load_workers(pipeline))

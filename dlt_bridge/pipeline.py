@@ -17,8 +17,10 @@ A run (`dlt_bridge.loader.SingerLoader.load`) goes:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,6 +40,7 @@ __all__ = [
     "choose_loader_file_format",
     "create_pipeline",
     "extracted_nothing",
+    "import_late_modules_aside",
     "is_duckdb",
     "location_of",
     "one_connection",
@@ -276,6 +279,29 @@ def prepare(pipeline: dlt.Pipeline, on_pending: PendingPolicy = "load") -> None:
                 pipeline.normalize()
             pipeline.load(**load_workers(pipeline))
     pipeline.sync_destination()
+
+
+LATE_MODULES = ("sqlalchemy",)
+"""Modules dlt imports only in its load step (the text form of its credentials), ~0.2 s."""
+
+
+def import_late_modules_aside() -> threading.Thread:
+    """Import `LATE_MODULES` on a side thread while the main one waits for the tap's records.
+
+    Join the thread before the load step: two threads importing one package at once can see it
+    half initialized, so nothing else may import these modules while it runs.
+    """
+
+    def load() -> None:
+        for name in LATE_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # optional for dlt: it imports what it needs itself, or not
+                continue
+
+    thread = threading.Thread(target=load, name="dlt-bridge-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def schema_hash(pipeline: dlt.Pipeline, schema_name: str) -> str | None:

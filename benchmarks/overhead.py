@@ -37,19 +37,6 @@ if TYPE_CHECKING:
 
 PY = sys.executable
 
-DEMO_DATASET = DatasetConfig(
-    seed=6,
-    applications=100,
-    endpoints_per_app=10,
-    integrations_per_app=3,
-    event_types=120,
-    tokens=12,
-    ingest_sources=10,
-    endpoints_per_source=5,
-    webhook_endpoints=25,
-)
-"""The size `make demo` loads: 1,617 records."""
-
 
 def tap_with_state_tool() -> Tool:
     """The tap alone, started from the state of its own previous (untimed) run."""

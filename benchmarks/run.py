@@ -64,7 +64,7 @@ from benchmarks.measure import (
     same_records,
     wait_for_quiet,
 )
-from fake_api import DatasetConfig, FakeAPIProcess
+from fake_api import DEMO_DATASET, DatasetConfig, FakeAPIProcess
 
 PY = sys.executable
 DATASET_NAME = "analytics"
@@ -948,7 +948,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[ScenarioResult]
             elif name == "unchanged":
                 results.append(overhead.scenario_unchanged(runner, args.repeat, big))
             elif name == "small":
-                small = QUICK_DATASET if quick else overhead.DEMO_DATASET
+                small = QUICK_DATASET if quick else DEMO_DATASET
                 results.append(overhead.scenario_bridge_full(runner, args.repeat, small, "small"))
             elif name == "state":
                 results.append(scenario_state(runner, *((3, 30) if quick else (300, 3_000))))

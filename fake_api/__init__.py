@@ -4,7 +4,7 @@ Binds to 127.0.0.1 only. See docs/fake_api.md.
 """
 
 from .api import FakeAPI, FakeAPIProcess, start_fake_api
-from .data import Dataset, DatasetConfig, format_ts, parse_ts
+from .data import DEMO_DATASET, Dataset, DatasetConfig, format_ts, parse_ts
 from .faults import (
     ALL_KINDS,
     BAD_KINDS,
@@ -21,6 +21,7 @@ __all__ = [
     "BAD_KINDS",
     "DEFAULT_LIMIT",
     "DEFAULT_RANDOM_KINDS",
+    "DEMO_DATASET",
     "HOST",
     "MAX_LIMIT",
     "TRANSIENT_KINDS",

@@ -65,6 +65,18 @@ class DatasetConfig:
         )
 
 
+DEMO_DATASET = DatasetConfig(
+    applications=100,
+    endpoints_per_app=10,
+    integrations_per_app=3,
+    event_types=120,
+    tokens=12,
+    ingest_sources=10,
+    endpoints_per_source=5,
+    webhook_endpoints=25,
+)
+"""What `make demo` loads (1,617 records), and the small scenario of `make bench`."""
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 

@@ -8,6 +8,7 @@ output is, and stops the server.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from analytics_api.streams import STREAMS
-from fake_api import DatasetConfig, FakeAPIProcess
+from fake_api import DEMO_DATASET, FakeAPIProcess
 
 BIN = Path(sys.executable).parent
 
@@ -32,16 +33,7 @@ def main() -> int:
     if out.exists():
         shutil.rmtree(out)
     (out / "jsonl").mkdir(parents=True)
-    dataset = DatasetConfig(
-        applications=args.applications,
-        endpoints_per_app=10,
-        integrations_per_app=3,
-        event_types=120,
-        tokens=12,
-        ingest_sources=10,
-        endpoints_per_source=5,
-        webhook_endpoints=25,
-    )
+    dataset = dataclasses.replace(DEMO_DATASET, applications=args.applications)
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
     with FakeAPIProcess(dataset=dataset, token="demo-token") as api:
         print(f"fake API      {api.url}  (token 'demo-token', {dataset.total_records} records)")

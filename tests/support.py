@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,46 @@ def assert_equals_dump(
 
 def all_dumps(api: Any) -> dict[str, list[dict[str, Any]]]:
     return {s.name: api.dump(s.name) for s in STREAMS}
+
+
+@dataclass
+class CommandResult:
+    """A finished command: its arguments (as shown in failures), exit code, output, duration."""
+
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+
+    def check(self) -> CommandResult:
+        assert self.returncode == 0, (
+            f"`{' '.join(self.args)}` exited {self.returncode} after"
+            f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
+        )
+        return self
+
+
+def run_command(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    shown: list[str] | None = None,
+) -> CommandResult:
+    """Run a program with stdin closed, stdout and stderr together; `shown`: the arguments
+    failure messages show (default `argv`)."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    return CommandResult(shown or argv, proc.returncode, proc.stdout, seconds)

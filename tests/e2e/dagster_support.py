@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 from tests.e2e import bridge_support, test_meltano
+from tests.support import CommandResult, run_command
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 300  # seconds for one Dagster command; a materialization takes ~7 s here
@@ -55,19 +54,7 @@ def dagster_bin() -> Path:
     )
 
 
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    output: str
-    seconds: float
-
-    def check(self) -> Result:
-        assert self.returncode == 0, (
-            f"`{' '.join(self.args)}` exited {self.returncode} after"
-            f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
-        )
-        return self
+Result = CommandResult
 
 
 @dataclass
@@ -159,22 +146,16 @@ class Workspace:
         self, argv: list[str], *, label: str | None = None, env: Mapping[str, str] | None = None
     ) -> Result:
         """A program, stdout and stderr together, with `env` (default `self.env()`)."""
-        started = time.monotonic()
-        proc = subprocess.run(
+        result = run_command(
             argv,
             cwd=self.workdir,
-            env=dict(env) if env is not None else self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            env=env if env is not None else self.env(),
             timeout=TIMEOUT,
-            check=False,
+            shown=[Path(argv[0]).name, *argv[1:]],
         )
-        seconds = time.monotonic() - started
         if label:
-            self.timings[label] = seconds
-        return Result([Path(argv[0]).name, *argv[1:]], proc.returncode, proc.stdout, seconds)
+            self.timings[label] = result.seconds
+        return result
 
     def validate(self, **kw: Any) -> Result:
         return self.run("definitions", "validate", "-m", "analytics_dagster", **kw)

@@ -120,7 +120,7 @@ def test_quick_overhead_scenarios_check_every_run(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert [s["key"] for s in data["scenarios"]] == ["bridge100k", "unchanged", "small"]
     for scenario in data["scenarios"]:
-        assert [t["key"] for t in scenario["tools"]][0] in ("tap", "tap_state")
+        assert scenario["tools"][0]["key"] in ("tap", "tap_state")
         for tool in scenario["tools"]:
             assert tool["runs"] and all(r["ok"] for r in tool["runs"]), tool
         assert [t["name"] for t in scenario["targets"]] == [

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,7 +25,14 @@ import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from fake_api import DatasetConfig, FakeAPI, parse_ts
-from tests.support import all_dumps, assert_equals_dump, json_lines, normalized
+from tests.support import (
+    CommandResult,
+    all_dumps,
+    assert_equals_dump,
+    json_lines,
+    normalized,
+    run_command,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,19 +92,8 @@ def copy_project(root: Path) -> Path:
     return root
 
 
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    output: str
-    seconds: float
-
-    def check(self) -> Result:
-        assert self.returncode == 0, (
-            f"`meltano {' '.join(self.args)}` exited {self.returncode} after"
-            f" {self.seconds:.1f} s:\n{self.output[-6000:]}"
-        )
-        return self
+Result = CommandResult
+"""Kept under its old name for the Meltano test modules."""
 
 
 @dataclass
@@ -132,22 +126,13 @@ class MeltanoProject:
         return env
 
     def run(self, *args: str, label: str | None = None, **env: str | None) -> Result:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(self.meltano), "--log-format=uncolored", *args],
-            cwd=self.root,
-            env=self.env(**env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
+        argv = [str(self.meltano), "--log-format=uncolored", *args]
+        result = run_command(
+            argv, cwd=self.root, env=self.env(**env), timeout=TIMEOUT, shown=["meltano", *args]
         )
-        seconds = time.monotonic() - started
         if label:
-            self.timings[label] = seconds
-        return Result(list(args), proc.returncode, proc.stdout, seconds)
+            self.timings[label] = result.seconds
+        return result
 
     def state(self, state_id: str) -> Any:
         result = self.run("state", "get", state_id).check()

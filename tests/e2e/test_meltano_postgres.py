@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +39,7 @@ from fake_api import DatasetConfig, FakeAPI, FaultRule, parse_ts
 from tests.e2e.test_meltano import Result, copy_project
 from tests.e2e.test_meltano import meltano_bin as find_meltano
 from tests.postgres import PostgresCluster
-from tests.support import all_dumps, normalized
+from tests.support import all_dumps, normalized, run_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -105,22 +103,13 @@ class MeltanoProject:
             NO_COLOR="1",
             **(env or {}),
         )
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(self.meltano), "--log-format=uncolored", *args],
-            cwd=self.root,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
+        argv = [str(self.meltano), "--log-format=uncolored", *args]
+        result = run_command(
+            argv, cwd=self.root, env=child_env, timeout=TIMEOUT, shown=["meltano", *args]
         )
-        seconds = time.monotonic() - started
         if label:
-            self.timings[label] = seconds
-        return Result(list(args), proc.returncode, proc.stdout, seconds)
+            self.timings[label] = result.seconds
+        return result
 
 
 @pytest.fixture(scope="module")

@@ -179,7 +179,7 @@ def _load_into(
         except TapStartError as exc:
             log.error("%s", exc)
             return EXIT_USAGE
-    # imported once the tap has its state (the loader brings pyarrow: a few tenths of a second)
+    # imported once the tap has its state: the tap need not wait for these modules
     from dlt_bridge.loader import SingerLoader, format_summary
     from dlt_bridge.messages import SingerReader
 

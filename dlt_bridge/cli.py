@@ -295,9 +295,13 @@ def console_main() -> None:
 
     By then everything is committed, the tap has exited and the destination is closed; what is
     left is finalizing the modules of dlt, pyarrow and DuckDB, measured at 0.3-0.8 s, a large
-    share of a small run. Logging and the standard streams are flushed first.
+    share of a small run. Logging and the standard streams are flushed first. Under a profiler,
+    a coverage tracer or a debugger (`sys.getprofile()`/`sys.gettrace()`) it exits normally, so
+    they can write their results at exit.
     """
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)
     try:
         logging.shutdown()
         sys.stdout.flush()

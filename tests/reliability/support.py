@@ -274,9 +274,15 @@ def _duckdb_texts(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def _parquet_text(path: Path) -> bytes:
+    """The rows of a parquet file as text; a file torn by a kill -9 (empty, or without its
+    footer) has no rows to read: its raw bytes are scanned by the caller anyway."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return repr(pq.read_table(path).to_pylist()).encode()
+    try:
+        return repr(pq.read_table(path).to_pylist()).encode()
+    except (pa.ArrowInvalid, OSError):
+        return b""
 
 
 def find_secret(root: Path, key: str, exclude: Iterable[Path] = ()) -> list[str]:

@@ -96,9 +96,10 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=DEFAULT_MAX_CONCURRENCY,
         title="Max concurrency",
         description="Most HTTP requests in flight at once, counted over every stream and "
-        "thread: pages of the independent top-level streams and the children of the next "
-        "parents are fetched ahead on threads, all within this bound. 1 is strictly "
-        "sequential; the output (records, order, state) is the same for every value.",
+        "thread. A run starts sequential and, once responses are slow (a few ms of waiting "
+        "each), fetches ahead on threads the pages of the independent top-level streams and "
+        "the children of the next parents, all within this bound. 1 is strictly sequential; "
+        "the output (records, order, state) is the same for every value.",
     ),
     th.Property(
         "user_agent",

@@ -6,6 +6,9 @@ whole response body (see `analytics_api.redact`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TypeVar
+
 
 class AnalyticsAPIError(Exception):
     """A request or response that cannot be used; retrying will not help."""
@@ -47,3 +50,28 @@ class TransientAPIError(Exception):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def wrapped_errors(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps: causes, contexts, and the `exception` attribute a
+    framework's step failure carries (dlt's `PipelineStepFailed`), each once."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "exception", None)
+        stack.extend([current.__cause__, current.__context__])
+        if isinstance(wrapped, BaseException):
+            stack.append(wrapped)
+
+
+def find_error(exc: BaseException, cls: type[E]) -> E | None:
+    """The first exception of class `cls` among `exc` and those it wraps, or None."""
+    return next((e for e in wrapped_errors(exc) if isinstance(e, cls)), None)

@@ -8,36 +8,24 @@ key, a bad setting or a malformed response fails at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from dlt.common.exceptions import TerminalException
 
 from analytics_api.environments import Environment
-from analytics_api.errors import AnalyticsAPIError, AuthenticationError, RetryBudgetExhaustedError
+from analytics_api.errors import (
+    AnalyticsAPIError,
+    AuthenticationError,
+    RetryBudgetExhaustedError,
+    find_error,
+    wrapped_errors,
+)
 from analytics_api.redact import redact
 
 MAX_MESSAGE_CHARS = 2000
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and everything it wraps: causes, contexts, dlt's `exception` attribute."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        wrapped = getattr(current, "exception", None)
-        stack.extend([current.__cause__, current.__context__])
-        if isinstance(wrapped, BaseException):
-            stack.append(wrapped)
-
-
 def contract_error(exc: BaseException) -> AnalyticsAPIError | None:
     """The API contract's own error inside dlt's wrappers, if the failure came from the API."""
-    return next((e for e in _chain(exc) if isinstance(e, AnalyticsAPIError)), None)
+    return find_error(exc, AnalyticsAPIError)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -51,7 +39,7 @@ def is_transient(exc: BaseException) -> bool:
     error = contract_error(exc)
     if error is not None:
         return isinstance(error, RetryBudgetExhaustedError)
-    return not any(isinstance(e, TerminalException) for e in _chain(exc))
+    return not any(isinstance(e, TerminalException) for e in wrapped_errors(exc))
 
 
 def failure_message(environment: Environment, exc: BaseException, secret: str | None) -> str:

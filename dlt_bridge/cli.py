@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from analytics_api.errors import find_error
 from dlt_bridge.args import build_parser, options_from_args, tap_flags
 from dlt_bridge.tap_process import TapProcess, TapStartError
 
@@ -57,22 +58,7 @@ def default_tap_command() -> list[str]:
 def _find_input_error(exc: BaseException) -> Any:
     from dlt_bridge.messages import BridgeInputError
 
-    return _find_error(exc, BridgeInputError)
-
-
-def _find_error(exc: BaseException, cls: type[BaseException]) -> Any:
-    """The exception of class `cls` inside dlt's wrappers, if any."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, cls):
-            return e
-        stack.extend([e.__cause__, e.__context__, getattr(e, "exception", None)])
-    return None
+    return find_error(exc, BridgeInputError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -239,7 +225,7 @@ def _load_into(
             return EXIT_BAD_INPUT
         from dlt_bridge.deletes import TapFailedError
 
-        if (failed := _find_error(exc, TapFailedError)) is not None:
+        if (failed := find_error(exc, TapFailedError)) is not None:
             log.error("%s; with --deletes nothing of this run was committed", failed)
             return EXIT_TAP_FAILED
         if isinstance(exc, KeyboardInterrupt):

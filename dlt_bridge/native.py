@@ -22,7 +22,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltSource
 
-from analytics_api.errors import AnalyticsAPIError
+from analytics_api.errors import AnalyticsAPIError, find_error
 from analytics_api.limits import DELETE_MODES
 from analytics_api.redact import redact
 from analytics_api.streams import STREAMS_BY_NAME
@@ -264,24 +264,9 @@ _STATUS_HINTS = {
 }
 
 
-def _contract_error(exc: BaseException) -> AnalyticsAPIError | None:
-    """The contract's error inside dlt's wrappers (`__cause__`, `exception`), if any."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, AnalyticsAPIError):
-            return e
-        stack.extend([e.__cause__, e.__context__, getattr(e, "exception", None)])
-    return None
-
-
 def _hint(exc: BaseException) -> str:
     """What to do about a refusal (401, 403, 422), as the contract's message names its status."""
-    error = _contract_error(exc)
+    error = find_error(exc, AnalyticsAPIError)
     status = re.search(r"\bHTTP (\d{3})\b", str(error)) if error is not None else None
     hint = _STATUS_HINTS.get(int(status.group(1))) if status else None
     return f"\nHint: {hint}." if hint else ""
@@ -289,7 +274,7 @@ def _hint(exc: BaseException) -> str:
 
 def _message(exc: BaseException, secret: str) -> str:
     """The contract's own message when there is one (it names stream, path and what to do)."""
-    error = _contract_error(exc)
+    error = find_error(exc, AnalyticsAPIError)
     text = redact(str(error if error is not None else exc).strip() or type(exc).__name__, secret)
     return text if len(text) <= 2000 else text[:2000] + " ..."
 

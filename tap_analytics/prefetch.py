@@ -59,7 +59,8 @@ class ResponseProbe:
                 page = next(source)
             except StopIteration:
                 return
-            self._waits.append((time.perf_counter() - wall) - (time.thread_time() - cpu))
+            waited = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+            self._waits.append(max(waited, 0.0))  # the two clocks differ by a few microseconds
             yield page
 
     @property

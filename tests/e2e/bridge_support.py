@@ -104,14 +104,20 @@ def run_bridge(
     extra_env: dict[str, str] | None = None,
 ) -> BridgeResult:
     """`dlt-bridge <args>` in this process (fast), cwd = workdir; stdin via a file."""
-    from dlt_bridge.cli import main
-
     argv = list(args)
     if stdin is not None:
         path = workdir / f"input-{os.getpid()}-{id(stdin)}.jsonl"
         path.write_bytes(stdin)
         argv += ["--input", str(path)]
-    argv += common_args(workdir)
+    return main_in_process(workdir, argv + common_args(workdir), extra_env)
+
+
+def main_in_process(
+    workdir: Path, argv: list[str], extra_env: dict[str, str] | None = None
+) -> BridgeResult:
+    """`dlt_bridge.cli.main(argv)` in this process, cwd = workdir, `extra_env` for this call."""
+    from dlt_bridge.cli import main
+
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)  # extra_env is for this run only
     os.environ.update(extra_env or {})

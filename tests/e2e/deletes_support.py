@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from pathlib import Path
 from typing import Any
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from tests.e2e.bridge_support import (
     BridgeResult,
-    chdir,
     column_types,
     expected_records,
     loaded_records,
+    main_in_process,
     query,
     run_bridge_process,
     write_tap_config,
@@ -33,22 +30,11 @@ def native_run(
     workdir: Path, api: Any, *args: str, extra_env: dict[str, str] | None = None
 ) -> BridgeResult:
     """`dlt-bridge native` in this process, same pipeline name and DuckDB file as the bridge's."""
-    from dlt_bridge.cli import main
-
     argv = ["native", "--base-url", api.url, "--pipeline-name", "tap_analytics"]
     argv += ["--max-retries", "1", "--backoff-factor", "0", *args]
     argv += ["--pipelines-dir", str(workdir / "pipelines")]
     env = {"SOURCES__ANALYTICS__API_KEY": api.token, **(extra_env or {})}
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        with chdir(workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(argv)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return BridgeResult(code, out.getvalue(), err.getvalue())
+    return main_in_process(workdir, argv, env)
 
 
 def deleted_keys(workdir: Path, stream: str) -> set[Any]:

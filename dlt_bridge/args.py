@@ -7,6 +7,8 @@ from typing import Any
 
 from analytics_api.limits import DELETE_MODES
 
+DEFAULT_PIPELINE_NAME = "tap_analytics"
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -16,8 +18,6 @@ def _positive_int(text: str) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    from dlt_bridge.pipeline import DEFAULT_PIPELINE_NAME
-
     g = parser.add_argument_group("destination (defaults come from dlt config, then these)")
     g.add_argument(
         "--destination",
@@ -128,12 +128,17 @@ def add_tap_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def tap_flags(argv: list[str]) -> argparse.Namespace | None:
-    """The tap flags of a `run` command line, read without building the whole parser (which
-    imports dlt), so the tap can start first; None for another command or unusable flags."""
+    """The tap flags of a `run` command line, and the flags naming its pipeline, read without
+    building the whole parser (which imports dlt), so the tap can start first; None for another
+    command or unusable flags."""
     if not argv or argv[0] != "run":
         return None
     early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     add_tap_flags(early)
+    # the pipeline's identity, for its state hint (`dlt_bridge.state_hint`)
+    early.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
+    for flag in ("--pipelines-dir", "--destination", "--dataset-name"):
+        early.add_argument(flag)
     try:
         flags, _ = early.parse_known_args(argv[1:])
     except (argparse.ArgumentError, SystemExit):

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from analytics_api.errors import find_error
-from dlt_bridge.args import build_parser, options_from_args, tap_flags
+from dlt_bridge.args import DEFAULT_PIPELINE_NAME, build_parser, options_from_args, tap_flags
+from dlt_bridge.state_hint import KEY_FLAGS, read_hint, write_hint
 from dlt_bridge.tap_process import TapProcess, TapStartError
 
 EXIT_OK = 0
@@ -74,7 +75,8 @@ def _print_state(out: IO[str], value: Any) -> None:
 
 
 def _start_tap(args: argparse.Namespace, tmpdir: str) -> TapProcess:
-    """The tap of `run`, started now when it can take its state later (see `tap_process`).
+    """The tap of `run`, started now when it can take its state later (see `tap_process`),
+    from the pipeline's state hint when there is one (`state_hint`).
 
     Raises `ValueError` when the files for `--deletes` cannot be prepared, `TapStartError` when
     the command cannot be started.
@@ -90,7 +92,8 @@ def _start_tap(args: argparse.Namespace, tmpdir: str) -> TapProcess:
         except (OSError, ValueError, RuntimeError) as exc:
             raise ValueError(f"--deletes {args.deletes}: could not prepare the tap: {exc}") from exc
     command += ["--config", config] + (["--catalog", catalog] if catalog else [])
-    return TapProcess(command, tmpdir, state_on_stdin=default)
+    hint = read_hint(args, DEFAULT_PIPELINE_NAME) if default else (False, None)
+    return TapProcess(command, tmpdir, state_on_stdin=default, hint=hint)
 
 
 class EarlyTap:
@@ -107,7 +110,7 @@ class EarlyTap:
             self.error = str(exc)
 
     def matches(self, args: argparse.Namespace) -> bool:
-        keys = ("config", "catalog", "tap_command", "deletes")
+        keys = ("config", "catalog", "tap_command", "deletes", *KEY_FLAGS)
         return all(getattr(args, k, None) == getattr(self.flags, k, None) for k in keys)
 
     def close(self) -> None:
@@ -121,6 +124,8 @@ def _load(args: argparse.Namespace, *, run_tap: bool, early: EarlyTap | None = N
     if not run_tap:
         return _load_with(args, options, None)
     if early is None or not early.matches(args):
+        if early is not None:  # read differently by the full parser: start the tap again
+            early.close()
         early = EarlyTap(args)
     try:
         if early.error is not None:
@@ -159,9 +164,10 @@ def _load_into(
         )
         return EXIT_LOAD_FAILED
 
+    source_name = source_name_for(options)
     if tap is not None:
         try:
-            tap.send_state(stored_singer_state(pipeline, source_name_for(options)))
+            tap.start_from(stored_singer_state(pipeline, source_name))
         except TapStartError as exc:
             log.error("%s", exc)
             return EXIT_USAGE
@@ -238,6 +244,8 @@ def _load_into(
     finally:
         if args.command == "load" and args.input:
             source.close()
+    if tap is not None and tap.state_on_stdin:  # the next run's tap starts from it at once
+        write_hint(args, DEFAULT_PIPELINE_NAME, stored_singer_state(pipeline, source_name))
     for line in format_summary(summary).splitlines():
         log.info("%s", line)
     if reader.skipped_unknown:

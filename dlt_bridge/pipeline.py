@@ -30,6 +30,7 @@ import dlt
 from analytics_source import compat
 from analytics_source.hints import destination_column_name
 from dlt_bridge import defaults
+from dlt_bridge.args import DEFAULT_PIPELINE_NAME
 
 __all__ = [
     "AUTO",
@@ -51,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger("dlt_bridge")
 
-DEFAULT_PIPELINE_NAME = "tap_analytics"
 DEFAULT_DATASET_NAME = "analytics"
 DEFAULT_DESTINATION = "duckdb"
 

@@ -65,6 +65,10 @@ class TapProcess:
         A tap already started from a hint equal to it goes on; one started from another guess is
         stopped, its output left unread, and started again from `state`.
         """
+        if state is not None:
+            log.info("starting the tap from the state stored in the destination")
+        else:
+            log.info("no state stored in the destination: the tap starts a full sync")
         if self.guessed:
             if same_state(self.guess, state):
                 log.debug("the tap started early from the state hint, equal to the stored state")
@@ -76,10 +80,6 @@ class TapProcess:
             self.stop()
             self.restarted = True
             self.proc = self._spawn([*self.command, "--state", "-"], stdin=subprocess.PIPE)
-        if state is not None:
-            log.info("starting the tap from the state stored in the destination")
-        else:
-            log.info("no state stored in the destination: the tap starts a full sync")
         if self.state_on_stdin:
             self._write_state(state)
             return

@@ -43,6 +43,20 @@ def _logging_to_stderr(level: str) -> logging.Handler:
     return handler
 
 
+class ArrowJsonNotice(logging.Filter):
+    """Drops dlt's warning that the bridge's arrow tables disagree with its column hints.
+
+    The bridge hands dlt the JSON object columns as arrow strings, hinted `json`; dlt keeps the
+    hint and loads them as JSON, as intended, but warns once per stream on every run. Only that
+    warning, for the bridge's own resource, is dropped, and only while a command runs.
+    """
+
+    TEXT = "In resource: singer_messages, when merging arrow schema with dlt schema"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and self.TEXT in record.getMessage())
+
+
 def default_tap_command() -> list[str]:
     """`python -m tap_analytics` with this interpreter, else the script next to it.
 
@@ -326,6 +340,8 @@ def _main(argv: list[str], early: EarlyTap | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = _logging_to_stderr(args.log_level)
+    notice = ArrowJsonNotice()
+    logging.getLogger("dlt").addFilter(notice)
     try:
         started = time.monotonic()
         if getattr(args, "environment", None):  # run/native --environment: one run per account
@@ -342,6 +358,7 @@ def _main(argv: list[str], early: EarlyTap | None) -> int:
         log.debug("finished in %.1f s with exit code %d", time.monotonic() - started, code)
         return code
     finally:
+        logging.getLogger("dlt").removeFilter(notice)
         logging.getLogger("dlt_bridge").removeHandler(handler)
 
 

@@ -157,3 +157,32 @@ def test_telemetry_is_off_unless_the_user_turns_it_on(
         check=False,
     )
     assert f"TELEMETRY {expected}" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_clean_run_logs_no_dlt_warning(fake_api: Any, tmp_path: Path) -> None:
+    """dlt's per-stream warning about the arrow strings of JSON columns (loaded as JSON, as
+    hinted) is dropped while the command runs, and only then."""
+    import logging
+
+    from dlt_bridge.cli import ArrowJsonNotice
+    from tests.e2e.bridge_support import assert_tables_equal_dump, write_tap_config
+    from tests.support import all_dumps
+
+    warnings: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record)
+
+    dlt_logger = logging.getLogger("dlt")
+    handler = Keep(level=logging.WARNING)
+    dlt_logger.addHandler(handler)
+    try:
+        config = write_tap_config(tmp_path, fake_api)
+        result = run_bridge(tmp_path, ["run", "--config", str(config)])
+    finally:
+        dlt_logger.removeHandler(handler)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_tables_equal_dump(tmp_path, all_dumps(fake_api))
+    assert [(r.levelname, r.getMessage()[:120]) for r in warnings] == []
+    assert not any(isinstance(f, ArrowJsonNotice) for f in dlt_logger.filters)

@@ -18,7 +18,6 @@ import logging
 import dlt
 from dlt.sources import DltResource
 
-from analytics_api.client import ApiClient, ClientSettings
 from analytics_api.config import (
     api_key_problem,
     base_url_problem,
@@ -102,6 +101,9 @@ def analytics_source(
             "base_url uses plain http:// to a remote host: the API key crosses the network "
             "unencrypted. Use https://."
         )
+    # imported here: the bridge imports this package for `compat`/`hints` and never needs it
+    from analytics_api.client import ApiClient, ClientSettings
+
     client = ApiClient(
         ClientSettings(
             base_url=base_url,

@@ -25,12 +25,11 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dlt
 from dlt.sources import DltResource
 
-from analytics_api.client import ApiClient
 from analytics_api.errors import ParentNotFoundError, RecordError
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
@@ -48,6 +47,9 @@ from analytics_source.deletions import (
 )
 from analytics_source.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
 from analytics_source.settings import ROWS_PER_BATCH
+
+if TYPE_CHECKING:
+    from analytics_api.client import ApiClient
 
 __all__ = [
     "RowProcessor",

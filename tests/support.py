@@ -163,3 +163,26 @@ def run_command(
     )
     seconds = time.monotonic() - started
     return CommandResult(shown or argv, proc.returncode, proc.stdout, seconds)
+
+
+NATIVE_SETTING_VARIABLES = (
+    "SOURCES__ANALYTICS__API_KEY",
+    "SOURCES__ANALYTICS__BASE_URL",
+    "API_KEY",
+    "BASE_URL",
+    "TAP_ANALYTICS_API_KEY",
+    "TAP_ANALYTICS_BASE_URL",
+)
+"""Variables that would hand `dlt-bridge native` settings from the test runner's environment."""
+
+
+def isolate_native_cli(monkeypatch: Any, tmp_path: Path) -> None:
+    """`dlt-bridge native` in this test: run from `tmp_path` (no .dlt folder), none of the
+    runner's settings variables, its log records to caplog instead of its own stderr handler."""
+    from dlt_bridge import native
+
+    monkeypatch.chdir(tmp_path)
+    for name in NATIVE_SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(native, "_ensure_logging", lambda level: None)
+    monkeypatch.setattr(native.log, "propagate", True)

@@ -16,6 +16,7 @@ import dlt_bridge.native as native
 from analytics_api.streams import STREAMS
 from dlt_bridge.native import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
 from fake_api import DatasetConfig, FakeAPI
+from tests.support import isolate_native_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -130,18 +131,7 @@ def test_dlt_bridge_native_subcommand(api: FakeAPI, tmp_path: Path) -> None:
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No settings from the environment or a .dlt folder; logs go to caplog."""
-    monkeypatch.chdir(tmp_path)
-    for name in (
-        "SOURCES__ANALYTICS__API_KEY",
-        "SOURCES__ANALYTICS__BASE_URL",
-        "API_KEY",
-        "BASE_URL",
-        "TAP_ANALYTICS_API_KEY",
-        "TAP_ANALYTICS_BASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(native, "_ensure_logging", lambda level: None)
-    monkeypatch.setattr(native.log, "propagate", True)
+    isolate_native_cli(monkeypatch, tmp_path)
 
 
 @pytest.mark.usefixtures("isolated")

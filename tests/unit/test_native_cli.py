@@ -11,6 +11,7 @@ import pytest
 
 import dlt_bridge.native as native
 from dlt_bridge.native import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
+from tests.support import isolate_native_cli
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -23,18 +24,7 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No settings from the environment or a .dlt folder; logs go to caplog."""
-    monkeypatch.chdir(tmp_path)
-    for name in (
-        "SOURCES__ANALYTICS__API_KEY",
-        "SOURCES__ANALYTICS__BASE_URL",
-        "API_KEY",
-        "BASE_URL",
-        "TAP_ANALYTICS_API_KEY",
-        "TAP_ANALYTICS_BASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(native, "_ensure_logging", lambda level: None)
-    monkeypatch.setattr(native.log, "propagate", True)
+    isolate_native_cli(monkeypatch, tmp_path)
 
 
 def test_defaults_and_handler() -> None:

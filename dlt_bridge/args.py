@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
     _add_common(p_state)
+    p_state.add_argument(
+        "--environment",
+        action="append",
+        metavar="NAME",
+        help="print the state of this environment of the environments file"
+        " (ANALYTICS_ENVIRONMENTS), one JSON line each; repeat it, or `all`",
+    )
 
     from dlt_bridge.native import add_native_subcommand
 

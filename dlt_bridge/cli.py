@@ -344,6 +344,10 @@ def _main(argv: list[str], early: EarlyTap | None) -> int:
     logging.getLogger("dlt").addFilter(notice)
     try:
         started = time.monotonic()
+        if args.command == "state" and args.environment:
+            from dlt_bridge.environment_state import show_environment_states
+
+            return show_environment_states(args)
         if getattr(args, "environment", None):  # run/native --environment: one run per account
             from dlt_bridge.environments import run_environments
 

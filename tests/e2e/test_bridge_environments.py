@@ -280,3 +280,32 @@ def test_on_postgres_each_environment_has_its_own_dataset(
                 got = postgres.query(database, f'select "{key}" from {table}')
                 want = [r[key] for r in api.dump(stream.name)]
                 assert sorted(r[0] for r in got) == sorted(want), (name, stream.name)
+
+
+def test_state_prints_each_environments_stored_state_without_keys(
+    fakes: tuple[FakeHandle, FakeHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = fakes
+    write_environments(
+        tmp_path, entry("a", a, "KEY_A"), entry("b", b, "KEY_B"), entry("never", a, "KEY_A")
+    )
+    keys = {"KEY_A": KEY_A, "KEY_B": KEY_B}
+    loaded = bridge(tmp_path, "run", "--environment", "a", "--environment", "b", keys=keys)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    shown = bridge(tmp_path, "state", "--environment", "all", keys={})  # no key is needed
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    lines = report(shown)
+    assert list(lines) == ["a", "b", "never"]
+    for name in ("a", "b"):
+        use(monkeypatch, name)
+        assert lines[name]["state"] is not None and lines[name]["state"] == stored_state(tmp_path)
+        assert lines[name]["pipeline"] == f"analytics_{name}"
+        assert lines[name]["location"] == str(tmp_path / f"analytics_{name}.duckdb")
+    assert lines["a"]["state"] != lines["b"]["state"]
+    assert lines["never"]["state"] is None
+    one = bridge(tmp_path, "state", "--environment", "b", keys={})
+    assert one.returncode == 0 and list(report(one)) == ["b"]
+    conflict = bridge(tmp_path, "state", "--environment", "a", "--pipeline-name", "x", keys={})
+    assert conflict.returncode == 2 and not conflict.stdout.strip()
+    unknown = bridge(tmp_path, "state", "--environment", "nope", keys={})
+    assert unknown.returncode == 2 and not unknown.stdout.strip()

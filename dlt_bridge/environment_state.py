@@ -32,7 +32,7 @@ log = logging.getLogger("dlt_bridge")
 def show_environment_states(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None, out: IO[str] | None = None
 ) -> int:
-    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, source_name_for
+    from dlt_bridge.pipeline import BridgeOptions, source_name_for
     from dlt_bridge.state import destination_singer_state
 
     environ = os.environ if environ is None else environ
@@ -48,14 +48,9 @@ def show_environment_states(
     code = 0
     for env in environments:
         try:
-            destination, dataset, location = destination_for(args, env)
-            options = BridgeOptions(
-                pipeline_name=env.pipeline_name,
-                destination=args.destination,
-                dataset_name=dataset,
-                pipelines_dir=args.pipelines_dir,
-            )
-            state = destination_singer_state(create_pipeline(options), source_name_for(options))
+            destination, dataset, location, pipeline = destination_for(args, env)
+            source = source_name_for(BridgeOptions(pipeline_name=env.pipeline_name))
+            state = destination_singer_state(pipeline, source)
         except Exception as exc:  # this environment's destination: the others are still read
             text = (str(exc).strip() or type(exc).__name__)[:2000]
             log.error("environment '%s': could not read its stored state: %s", env.name, text)

@@ -229,7 +229,7 @@ def plan_one(
     base_config: Mapping[str, Any],
 ) -> Plan:
     """The arguments of this environment's ordinary run: file settings win when set."""
-    destination, dataset, location = destination_for(args, env)
+    destination, dataset, location, _ = destination_for(args, env)
     own = {name: getattr(env, name) for name in OPTIONS if name in explicit}
     ns = argparse.Namespace(**vars(args))
     ns.environment = None
@@ -253,8 +253,8 @@ def plan_one(
     return plan
 
 
-def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, str, str]:
-    """(destination name, dataset, DuckDB file), resolved as `create_pipeline` will."""
+def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, str, str, Any]:
+    """(destination name, dataset, DuckDB file, the pipeline), resolved as `create_pipeline`."""
     from dlt_bridge.pipeline import BridgeOptions, create_pipeline, is_duckdb, location_of
 
     try:
@@ -273,7 +273,7 @@ def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, st
     except Exception as exc:
         raise EnvironmentsError(f"environment '{env.name}': {exc}") from None
     if not is_duckdb(pipeline):
-        return name, dataset, ""
+        return name, dataset, "", pipeline
     location = location_of(pipeline)
     if os.path.basename(location) != env.duckdb_file:
         raise EnvironmentsError(
@@ -282,7 +282,7 @@ def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, st
             f" {env.duckdb_file} in the working directory. Unset the DuckDB credentials"
             " (DESTINATION__DUCKDB__CREDENTIALS) or run from another directory."
         )
-    return name, dataset, location
+    return name, dataset, location, pipeline
 
 
 def _destination_name(destination: str | None, pipeline_name: str, pipelines_dir: Any) -> str:

@@ -22,7 +22,7 @@ from typing import IO, Any
 from analytics_api.errors import find_error
 from dlt_bridge.args import DEFAULT_PIPELINE_NAME, build_parser, options_from_args, tap_flags
 from dlt_bridge.state_hint import KEY_FLAGS, read_hint, write_hint
-from dlt_bridge.tap_process import TapProcess, TapStartError
+from dlt_bridge.tap_process import TapProcess, TapStartError, same_state
 
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 1
@@ -259,7 +259,9 @@ def _load_into(
         if args.command == "load" and args.input:
             source.close()
     if tap is not None and tap.state_on_stdin:  # the next run's tap starts from it at once
-        write_hint(args, DEFAULT_PIPELINE_NAME, stored_singer_state(pipeline, source_name))
+        committed = stored_singer_state(pipeline, source_name)
+        if not (tap.guessed and same_state(tap.guess, committed)):  # else the hint holds it
+            write_hint(args, DEFAULT_PIPELINE_NAME, committed)
     for line in format_summary(summary).splitlines():
         log.info("%s", line)
     if reader.skipped_unknown:

@@ -59,10 +59,13 @@ def _identity(flags: argparse.Namespace, default_pipeline_name: str) -> dict[str
 
 def hint_path(flags: argparse.Namespace, default_pipeline_name: str) -> str | None:
     """The hint file of the pipeline these flags name, run from this directory (None: off)."""
+    return _path_of(_identity(flags, default_pipeline_name))
+
+
+def _path_of(identity: dict[str, Any]) -> str | None:
     directory = hint_dir()
     if directory is None:
         return None
-    identity = _identity(flags, default_pipeline_name)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
     return os.path.join(directory, f"{digest[:32]}.json")
 
@@ -87,14 +90,11 @@ def read_hint(flags: argparse.Namespace, default_pipeline_name: str) -> tuple[bo
 
 def write_hint(flags: argparse.Namespace, default_pipeline_name: str, state: Any) -> None:
     """Remember `state` (committed by the run that just finished) for the next run's tap."""
-    path = hint_path(flags, default_pipeline_name)
+    identity = _identity(flags, default_pipeline_name)
+    path = _path_of(identity)
     if path is None:
         return
-    content = {
-        "format": FORMAT,
-        "identity": _identity(flags, default_pipeline_name),
-        "singer_state": state,
-    }
+    content = {"format": FORMAT, "identity": identity, "singer_state": state}
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".hint-", suffix=".tmp")

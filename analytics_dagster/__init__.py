@@ -1,7 +1,7 @@
 """The analytics API on Dagster: the native source's tables, one partition per environment.
 
     pip install -e '.[dagster]'
-    export ANALYTICS_ENVIRONMENTS=environments.yml      # see analytics_api.environments
+    export ANALYTICS_ENVIRONMENTS=environments.yml      # see analytics_dlt.environments
     dagster dev -m analytics_dagster
     dagster asset materialize -m analytics_dagster --select '*' --partition prod
 

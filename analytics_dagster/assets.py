@@ -26,11 +26,11 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.sources import DltSource
 
-from analytics_api.environments import Environment
 from analytics_api.streams import STREAMS_BY_NAME, StreamDefinition
 from analytics_dagster.destinations import describe, environment_pipeline, spec_pipeline
 from analytics_dagster.failures import failure_message, is_transient
 from analytics_dagster.settings import OrchestrationSettings
+from analytics_dlt.environments import Environment
 from analytics_source import analytics_source
 
 ASSET_KEY_PREFIX = "analytics"

@@ -23,7 +23,6 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource
 
-from analytics_api.environments import Environment, environments_path, load_environments
 from analytics_dagster.assets import RESOURCE_KEY, build_assets
 from analytics_dagster.destinations import check_destination
 from analytics_dagster.settings import (
@@ -32,6 +31,7 @@ from analytics_dagster.settings import (
     SettingsError,
     settings_from,
 )
+from analytics_dlt.environments import Environment, environments_path, load_environments
 
 JOB_NAME = "analytics_job"
 SCHEDULE_NAME = "analytics_schedule"

@@ -15,8 +15,8 @@ from pathlib import Path
 import dlt
 from dlt.common.destination import Destination
 
-from analytics_api.environments import DATASET_NAME, Environment
 from analytics_dagster.settings import DESTINATION_VARIABLE, OrchestrationSettings, SettingsError
+from analytics_dlt.environments import DATASET_NAME, Environment
 
 SPEC_PIPELINE_NAME = "analytics_dagster_specs"
 """The pipeline the asset definitions describe; it never runs (each run builds its own)."""

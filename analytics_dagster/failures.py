@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dlt.common.exceptions import TerminalException
 
-from analytics_api.environments import Environment
 from analytics_api.errors import (
     AnalyticsAPIError,
     AuthenticationError,
@@ -19,6 +18,7 @@ from analytics_api.errors import (
     wrapped_errors,
 )
 from analytics_api.redact import redact
+from analytics_dlt.environments import Environment
 
 MAX_MESSAGE_CHARS = 2000
 

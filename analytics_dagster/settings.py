@@ -1,7 +1,7 @@
 """The code location's own settings, read once from the variables of the process that loads it.
 
 Everything about an environment (URL, key variable, start date, deletes, ...) lives in the
-environments file (`analytics_api.environments`); what is here applies to all of them: when the
+environments file (`analytics_dlt.environments`); what is here applies to all of them: when the
 schedule fires, where the data goes and how often a failed run is tried again. Values are read,
 never written, so the code location leaves the process environment as it found it.
 """

@@ -8,7 +8,7 @@
 
 Built from the same contract as the Singer tap (`analytics_api`): stream table, JSON schemas,
 HTTP client and record rules. Tables, columns and types are those the Singer bridge creates
-(`analytics_source.hints`). See README.md in this folder.
+(`analytics_dlt.hints`). See README.md in this folder.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from analytics_api.limits import (
 )
 from analytics_api.retry import RetryPolicy
 from analytics_api.timestamps import canonical
-from analytics_source.deletions import check_delete_mode
+from analytics_dlt.deletions import check_delete_mode
+from analytics_dlt.hints import MAX_TABLE_NESTING
 from analytics_source.helpers import stream_resources
-from analytics_source.hints import MAX_TABLE_NESTING
 from analytics_source.settings import (
     API_KEY_ENV,
     BASE_URL_ENV,

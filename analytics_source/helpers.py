@@ -35,8 +35,8 @@ from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
 from analytics_api.timestamps import canonical_from_datetime, latest_timestamp
 from analytics_api.validate import RecordValidator, SchemaViolation
-from analytics_source.compat import cap_bookmark
-from analytics_source.deletions import (
+from analytics_dlt.compat import cap_bookmark
+from analytics_dlt.deletions import (
     DeleteMode,
     json_columns_of,
     live_keys,
@@ -45,7 +45,7 @@ from analytics_source.deletions import (
     tombstones,
     with_deleted_at,
 )
-from analytics_source.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
+from analytics_dlt.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
 from analytics_source.settings import ROWS_PER_BATCH
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ def stream_resource(
 
     With `deletes` soft or hard there is no incremental (every record is loaded, like the tap's
     FULL_TABLE), and after the complete scan the keys live in the destination that the scan did
-    not return are marked or deleted (`analytics_source.deletions`) in the same load package.
+    not return are marked or deleted (`analytics_dlt.deletions`) in the same load package.
     """
     process = RowProcessor(definition, sequence)
     hints = with_deleted_at(

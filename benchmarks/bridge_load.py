@@ -9,7 +9,7 @@ Each case runs in a fresh process (so peak RSS is its own) and loads into its ow
   records): parse (msgspec) + checks + fan-out + extract/normalize/load, state committed.
 * `plain`: one `@dlt.resource` per stream yielding lists of 5,000 of the same records, read
   from one JSON-lines file per stream (orjson, no checks, no state), with the same hints from
-  `analytics_source.hints` (merge, `_sdc_sequence`), `pipeline.run`.
+  `analytics_dlt.hints` (merge, `_sdc_sequence`), `pipeline.run`.
 
 Both use the DuckDB destination, the same loader file format and the same dlt settings (dlt's
 defaults plus the bridge's two changes: no gzip for the extracted, intermediate files; one load
@@ -44,16 +44,16 @@ def _peak_rss_mb() -> float:
 
 
 def _case_bridge(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
+    from analytics_dlt.pipeline import LoadOptions, create_pipeline, prepare
     from benchmarks.synthetic import synthetic_messages
     from dlt_bridge.loader import SingerLoader
     from dlt_bridge.messages import SingerReader
-    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, prepare
 
     source = workdir / "input.jsonl"
     with open(source, "wb") as fh:
         fh.writelines(synthetic_messages(records))
     os.chdir(workdir)
-    options = BridgeOptions(
+    options = LoadOptions(
         pipeline_name="bench_bridge",
         pipelines_dir=str(workdir / "pipelines"),
         loader_file_format=fmt,
@@ -72,7 +72,7 @@ def _case_plain(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
     import dlt
     import orjson
 
-    from analytics_source.hints import MAX_TABLE_NESTING, SequenceGenerator, table_hints
+    from analytics_dlt.hints import MAX_TABLE_NESTING, SequenceGenerator, table_hints
     from benchmarks.synthetic import stream_schemas, synthetic_record
 
     schemas = stream_schemas()
@@ -85,7 +85,7 @@ def _case_plain(workdir: Path, records: int, fmt: str) -> dict[str, Any]:
                 fh.write(orjson.dumps(synthetic_record(name, schema, keys[0], i)) + b"\n")
     sequence = SequenceGenerator()
     os.chdir(workdir)
-    # the same dlt settings the bridge applies (`dlt_bridge.defaults`: no gzip for the
+    # the same dlt settings the bridge applies (`analytics_dlt.defaults`: no gzip for the
     # intermediate extract files, one load worker on DuckDB), set the plain dlt way in this
     # benchmark's own child process
     os.environ.setdefault("SOURCES__DATA_WRITER__DISABLE_COMPRESSION", "true")

@@ -9,7 +9,7 @@ For the benchmark suite (`benchmarks.run`), the same drop-in signatures as in
 
 * `run_native(base_url, token, *, workdir, ...)`: `analytics_source` (the contract's client,
   json columns, merge + `_sdc_sequence`, incremental, child lists fetched `max_concurrency` at
-  a time) run by `dlt_bridge.native.load_native` into `<workdir>/<pipeline_name>.duckdb`,
+  a time) run by `analytics_source.cli.load_native` into `<workdir>/<pipeline_name>.duckdb`,
   `parquet`.
 * `run_rest_api_baseline(base_url, token, *, workdir, ...)`: the API documentation's example
   configuration (`CONTRACT_CONFIG`, as written) with only the changes it needs to build and
@@ -203,7 +203,7 @@ def run_native(
 ) -> Result:
     """A full load with the native source into `<workdir>/<pipeline_name>.duckdb`."""
     from analytics_source import analytics_source
-    from dlt_bridge.native import load_native
+    from analytics_source.cli import load_native
 
     pipeline = _pipeline(workdir, pipeline_name, dataset_name)
     started, cpu = time.perf_counter(), time.process_time()

@@ -2,7 +2,7 @@
 
 Importing this package changes nothing in the process: the bridge's dlt settings (telemetry off
 unless the user turned it on, DuckDB memory limit, ...) are a config provider consulted after the
-user's own settings (`dlt_bridge.defaults`), added by the CLI and by `create_pipeline`.
+user's own settings (`analytics_dlt.defaults`), added by the CLI and by `create_pipeline`.
 """
 
 from __future__ import annotations

@@ -177,16 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
         " (ANALYTICS_ENVIRONMENTS), one JSON line each; repeat it, or `all`",
     )
 
-    from dlt_bridge.native import add_native_subcommand
+    from analytics_source.cli import add_native_subcommand
 
     _add_environment(add_native_subcommand(sub))
     return parser
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
-    from dlt_bridge.pipeline import BridgeOptions
+    from analytics_dlt.pipeline import LoadOptions
 
-    return BridgeOptions(
+    return LoadOptions(
         pipeline_name=args.pipeline_name,
         destination=args.destination,
         dataset_name=args.dataset_name,

@@ -3,7 +3,7 @@
 dlt normalizes lists of dicts row by row in Python (type coercion, timestamp parsing, json
 serialization): ~2.5 s per 100,000 records, the largest part of a bridge run. Arrow tables skip
 that step: dlt writes them to parquet at extract and normalize only adds `_dlt_load_id` and
-`_dlt_id` (`normalize.parquet_normalizer.add_dlt_*`, defaults of `dlt_bridge.defaults`).
+`_dlt_id` (`normalize.parquet_normalizer.add_dlt_*`, defaults of `analytics_dlt.defaults`).
 
 The tables must come out identical to the dict path's, so a batch becomes an arrow table only
 when every value converts the way dlt's own normalizer would convert it:

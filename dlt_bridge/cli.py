@@ -151,7 +151,7 @@ def _load(args: argparse.Namespace, *, run_tap: bool, early: EarlyTap | None = N
 
 
 def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -> int:
-    from dlt_bridge.pipeline import create_pipeline, one_connection
+    from analytics_dlt.pipeline import create_pipeline, one_connection
 
     try:
         pipeline = create_pipeline(options)
@@ -165,7 +165,7 @@ def _load_with(args: argparse.Namespace, options: Any, tap: TapProcess | None) -
 def _load_into(
     args: argparse.Namespace, options: Any, tap: TapProcess | None, pipeline: Any
 ) -> int:
-    from dlt_bridge.pipeline import prepare, source_name_for
+    from analytics_dlt.pipeline import prepare, source_name_for
     from dlt_bridge.state import stored_singer_state
 
     try:
@@ -282,7 +282,7 @@ def _load_into(
 
 
 def _show_state(args: argparse.Namespace) -> int:
-    from dlt_bridge.pipeline import create_pipeline, source_name_for
+    from analytics_dlt.pipeline import create_pipeline, source_name_for
     from dlt_bridge.state import destination_singer_state
 
     options = options_from_args(args)
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str], early: EarlyTap | None) -> int:
-    from dlt_bridge import defaults
+    from analytics_dlt import defaults
 
     # before anything uses dlt: dlt reads its telemetry setting once per process
     defaults.install()
@@ -357,7 +357,7 @@ def _main(argv: list[str], early: EarlyTap | None) -> int:
         if args.command == "state":
             return _show_state(args)
         if args.command == "native":
-            from dlt_bridge.native import run_native
+            from analytics_source.cli import run_native
 
             return run_native(args)
         code = _load(args, run_tap=args.command == "run", early=early)

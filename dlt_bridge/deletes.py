@@ -10,7 +10,7 @@ every ACTIVATE_VERSION, and the end of the input:
   as one that sends it after the records;
 * at the end of a complete input (in `run`, only if the tap exited 0), for each activated stream
   the live keys stored in the destination that the version did not send are turned into rows
-  that mark (`soft`) or delete (`hard`) them (`analytics_source.deletions`), and the applied
+  that mark (`soft`) or delete (`hard`) them (`analytics_dlt.deletions`), and the applied
   versions are written to the source state. They go into the run's last load package with its
   last rows and its Singer state: dlt commits all of it, or nothing (a failed or killed run
   leaves a package that is finished or discarded as a whole by the next run).
@@ -29,7 +29,7 @@ from typing import Any
 
 import dlt
 
-from analytics_source.deletions import (
+from analytics_dlt.deletions import (
     DeleteMode,
     json_columns_of,
     live_keys,
@@ -37,7 +37,7 @@ from analytics_source.deletions import (
     run_time,
     tombstones,
 )
-from analytics_source.hints import SequenceGenerator
+from analytics_dlt.hints import SequenceGenerator
 from dlt_bridge.messages import ActivateVersionMessage, BridgeInputError
 
 __all__ = ["VERSIONS_KEY", "DeletionTracker", "TapFailedError", "tap_files_for_deletes"]

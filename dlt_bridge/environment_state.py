@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from analytics_api.environments import (
+from analytics_dlt.environments import (
     EnvironmentsError,
     environments_path,
     load_environments,
@@ -32,7 +32,7 @@ log = logging.getLogger("dlt_bridge")
 def show_environment_states(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None, out: IO[str] | None = None
 ) -> int:
-    from dlt_bridge.pipeline import BridgeOptions, source_name_for
+    from analytics_dlt.pipeline import LoadOptions, source_name_for
     from dlt_bridge.state import destination_singer_state
 
     environ = os.environ if environ is None else environ
@@ -49,7 +49,7 @@ def show_environment_states(
     for env in environments:
         try:
             destination, dataset, location, pipeline = destination_for(args, env)
-            source = source_name_for(BridgeOptions(pipeline_name=env.pipeline_name))
+            source = source_name_for(LoadOptions(pipeline_name=env.pipeline_name))
             state = destination_singer_state(pipeline, source)
         except Exception as exc:  # this environment's destination: the others are still read
             text = (str(exc).strip() or type(exc).__name__)[:2000]

@@ -1,6 +1,6 @@
 """`dlt-bridge run|native --environment NAME`: several accounts of the API, each on its own.
 
-Plans and sequences only: per environment of the environments file (`analytics_api.environments`)
+Plans and sequences only: per environment of the environments file (`analytics_dlt.environments`)
 it builds the arguments of one ordinary `run` (`cli._load`) or `native` (`native.run_native`) and
 calls it, in a place of its own: pipeline `analytics_<name>`; on DuckDB the file
 `analytics_<name>.duckdb` (dataset `analytics`), elsewhere the dataset `analytics_<name>`. All
@@ -25,7 +25,10 @@ from typing import Any
 
 import yaml
 
-from analytics_api.environments import (
+from analytics_api.redact import redact
+from analytics_dlt import compat
+from analytics_dlt.defaults import BridgeDefaults
+from analytics_dlt.environments import (
     DATASET_NAME,
     OPTION_TYPES,
     Environment,
@@ -34,9 +37,6 @@ from analytics_api.environments import (
     load_environments,
     select,
 )
-from analytics_api.redact import redact
-from analytics_source import compat
-from dlt_bridge.defaults import BridgeDefaults
 
 log = logging.getLogger("dlt_bridge")
 
@@ -54,7 +54,7 @@ dataset of environment `<name>_staging` on a server, and in `analytics_staging.d
 
 class _Defaults(BridgeDefaults):
     """STAGING_LAYOUT for the environments' pipelines only, after every user source, however
-    their destination is built (`dlt_bridge.defaults` explains the mechanism)."""
+    their destination is built (`analytics_dlt.defaults` explains the mechanism)."""
 
     @property
     def name(self) -> str:
@@ -163,7 +163,7 @@ def plan_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Plan
 def flag_conflicts(args: argparse.Namespace) -> list[str]:
     """Flags that would put several environments in one place, or override the file's URL."""
     from analytics_source.settings import DEFAULT_PIPELINE_NAME as NATIVE_PIPELINE
-    from dlt_bridge.pipeline import DEFAULT_PIPELINE_NAME as RUN_PIPELINE
+    from dlt_bridge.args import DEFAULT_PIPELINE_NAME as RUN_PIPELINE
 
     problems = []
     if args.command == "native" and args.base_url:
@@ -255,14 +255,14 @@ def plan_one(
 
 def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, str, str, Any]:
     """(destination name, dataset, DuckDB file, the pipeline), resolved as `create_pipeline`."""
-    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, is_duckdb, location_of
+    from analytics_dlt.pipeline import LoadOptions, create_pipeline, is_duckdb, location_of
 
     try:
         name = _destination_name(args.destination, env.pipeline_name, args.pipelines_dir)
         layout = ("destination", name, "staging_dataset_name_layout")
         _STAGING.set_pipeline_defaults(env.pipeline_name, {layout: STAGING_LAYOUT})
         dataset = DATASET_NAME if name == _DUCKDB else env.server_dataset
-        options = BridgeOptions(
+        options = LoadOptions(
             pipeline_name=env.pipeline_name,
             destination=args.destination,
             dataset_name=dataset,
@@ -332,7 +332,7 @@ def run_plan(plan: Plan) -> Outcome:
 
 def _run(plan: Plan) -> int:
     if plan.args.command == "native":
-        from dlt_bridge.native import run_native
+        from analytics_source.cli import run_native
 
         return run_native(plan.args, api_key=plan.api_key)
     from dlt_bridge.cli import _load

@@ -1,10 +1,10 @@
 """Singer messages -> one dlt resource fanning out to one table per stream, state in the package.
 
-Flow of one run (`SingerLoader.load`, after `dlt_bridge.pipeline.prepare`):
+Flow of one run (`SingerLoader.load`, after `analytics_dlt.pipeline.prepare`):
 
 1. Messages are read once (msgspec) and checked; records are buffered per stream and yielded in
    lists of `batch_size` rows to tables named after the streams, with hints from
-   `analytics_source.hints` (merge on the key properties, `_sdc_sequence` with `dedup_sort`).
+   `analytics_dlt.hints` (merge on the key properties, `_sdc_sequence` with `dedup_sort`).
 2. Every STATE message is written to `dlt.current.source_state()[STATE_KEY]`, so the last one
    travels in the same load package as the records before it (`dlt_bridge.state`).
 3. extract -> normalize -> load; only then is the last STATE handed to `on_state_committed`
@@ -16,9 +16,7 @@ local state, so nothing of that run (or segment) is committed.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -27,13 +25,21 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from analytics_api.validate import RecordValidator, SchemaViolation
-from analytics_source.deletions import DeleteMode, with_deleted_at
-from analytics_source.hints import (
+from analytics_dlt.deletions import DeleteMode, with_deleted_at
+from analytics_dlt.hints import (
     MAX_TABLE_NESTING,
     SEQUENCE_COLUMN,
     SequenceGenerator,
     destination_column_name,
     table_hints,
+)
+from analytics_dlt.pipeline import (
+    LoadOptions,
+    extracted_nothing,
+    load_workers,
+    location_of,
+    schema_hash,
+    source_name_for,
 )
 from dlt_bridge.arrow import ArrowBatcher, normalizes_in_subprocesses
 from dlt_bridge.deletes import DeletionTracker
@@ -47,19 +53,9 @@ from dlt_bridge.messages import (
     StateMessage,
     iter_batch_records,
 )
-from dlt_bridge.pipeline import (
-    BridgeOptions,
-    extracted_nothing,
-    import_late_modules_aside,
-    load_workers,
-    location_of,
-    schema_hash,
-    source_name_for,
-)
 from dlt_bridge.state import STATE_KEY
 from dlt_bridge.stream_buffer import StreamBuffer
 from dlt_bridge.summary import LoadSummary, format_summary
-from dlt_bridge.unchanged import SCHEMAS_KEY, SchemaFingerprint, nothing_new, read_ahead
 
 __all__ = ["RESOURCE_NAME", "LoadSummary", "SingerLoader", "format_summary"]
 
@@ -74,7 +70,7 @@ class SingerLoader:
     def __init__(
         self,
         pipeline: dlt.Pipeline,
-        options: BridgeOptions,
+        options: LoadOptions,
         *,
         on_state_committed: Callable[[Any], None] | None = None,
         deletes: DeleteMode = "off",
@@ -90,8 +86,6 @@ class SingerLoader:
         )
         self._streams: dict[str, StreamBuffer] = {}
         self._sequence = SequenceGenerator()
-        self._fingerprint = SchemaFingerprint()
-        self._imports: threading.Thread | None = None
         self._exhausted = False
         self._segment_state: Any = None
         self._segment_has_state = False
@@ -113,18 +107,6 @@ class SingerLoader:
         """Consume all messages; one load package per segment (per run unless `commit_every`)."""
         iterator = iter(messages)
         self._started = time.monotonic()
-        if self.deletes is None:  # a run without rows may need none of dlt's steps
-            held, ended = read_ahead(iterator)
-            stored = self.pipeline.state.get("sources", {}).get(self.source_name)
-            state = nothing_new(held, stored) if ended else None
-            if state is not None:
-                log.info("nothing new: no rows, the stored schemas and state; nothing to load")
-                self._exhausted = True
-                self._segment_state, self._segment_has_state = state, True
-                self._commit_segment()
-                return self._finish()
-            iterator = itertools.chain(held, iterator)
-            self._imports = import_late_modules_aside()
         while not self._exhausted:
             self._segment_state = None
             self._segment_has_state = False
@@ -172,8 +154,6 @@ class SingerLoader:
             log.info("nothing new: no rows, the same schemas and state; nothing to load")
             return
         log.info("extracted %s records so far; normalizing", f"{received:,}")
-        if self._imports is not None:
-            self._imports.join()
         pipeline.normalize()
         log.info("loading")
         info: LoadInfo = pipeline.load(**load_workers(pipeline))
@@ -226,7 +206,6 @@ class SingerLoader:
             elif kind is StateMessage:
                 value = message.value  # type: ignore[union-attr]
                 source_state[STATE_KEY] = value
-                source_state[SCHEMAS_KEY] = self._fingerprint.value
                 self._segment_state = value
                 self._segment_has_state = True
                 if commit_every and self._since_commit >= commit_every:
@@ -275,7 +254,6 @@ class SingerLoader:
                 )
         stream.schema = message.schema
         stream.key_properties = keys
-        self._fingerprint.add(message.stream, message.schema, keys)
         stream.validator = RecordValidator(message.schema, keys)
         stream.known_fields = stream.validator.property_names.union(
             stream.warned_fields, (SEQUENCE_COLUMN,)

@@ -179,7 +179,7 @@ NATIVE_SETTING_VARIABLES = (
 def isolate_native_cli(monkeypatch: Any, tmp_path: Path) -> None:
     """`dlt-bridge native` in this test: run from `tmp_path` (no .dlt folder), none of the
     runner's settings variables, its log records to caplog instead of its own stderr handler."""
-    from dlt_bridge import native
+    import analytics_source.cli as native
 
     monkeypatch.chdir(tmp_path)
     for name in NATIVE_SETTING_VARIABLES:

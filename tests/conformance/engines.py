@@ -333,7 +333,7 @@ def _read_back(
     every row of every table of the dataset (dlt's own included) as text."""
     import duckdb
 
-    from analytics_source.hints import SEQUENCE_COLUMN, destination_column_name
+    from analytics_dlt.hints import SEQUENCE_COLUMN, destination_column_name
 
     records: dict[str, list[dict[str, Any]]] = {}
     columns: dict[str, set[str]] = {}

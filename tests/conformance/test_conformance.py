@@ -627,7 +627,7 @@ def test_fields_outside_the_schema_are_dropped_with_one_warning_each(
 
 
 def _snake(name: str) -> str:
-    from analytics_source.hints import destination_column_name
+    from analytics_dlt.hints import destination_column_name
 
     return destination_column_name(name)
 

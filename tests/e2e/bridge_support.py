@@ -255,7 +255,7 @@ def loaded_records(workdir: Path, stream: str) -> list[dict[str, Any]]:
     from datetime import timezone
 
     from analytics_api.streams import STREAMS_BY_NAME
-    from analytics_source.hints import columns_from_json_schema, destination_column_name
+    from analytics_dlt.hints import columns_from_json_schema, destination_column_name
 
     definition = STREAMS_BY_NAME[stream]
     if stream not in tables(workdir):
@@ -280,7 +280,7 @@ def loaded_records(workdir: Path, stream: str) -> list[dict[str, Any]]:
 def expected_records(stream: str, dump: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The dump as the table should hold it: every declared field, timestamps truncated to µs."""
     from analytics_api.streams import STREAMS_BY_NAME
-    from analytics_source.hints import columns_from_json_schema
+    from analytics_dlt.hints import columns_from_json_schema
 
     definition = STREAMS_BY_NAME[stream]
     columns = columns_from_json_schema(definition.schema, [definition.primary_key])

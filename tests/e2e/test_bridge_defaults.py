@@ -1,4 +1,4 @@
-"""The bridge's dlt settings (`dlt_bridge.defaults`, `analytics_source.compat`): effective,
+"""The bridge's dlt settings (`analytics_dlt.defaults`, `analytics_dlt.compat`): effective,
 overridable by the user, scoped to the bridge's pipelines, and never written to `os.environ`."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 import dlt
 import pytest
 
-from analytics_source import compat
-from dlt_bridge import defaults
-from dlt_bridge.pipeline import BridgeOptions, create_pipeline
+from analytics_dlt import compat, defaults
+from analytics_dlt.pipeline import LoadOptions, create_pipeline
 from tests.e2e.bridge_support import FAIL_AT, chdir, run_bridge, schema, singer_lines, state
 
 pytestmark = pytest.mark.e2e
@@ -27,8 +26,10 @@ ROWS = [
 ]
 
 
-def _options(tmp_path: Path, **kw: Any) -> BridgeOptions:
-    return BridgeOptions(pipelines_dir=str(tmp_path / "pipelines"), progress_interval=0, **kw)
+def _options(tmp_path: Path, **kw: Any) -> LoadOptions:
+    return LoadOptions(
+        "tap_analytics", pipelines_dir=str(tmp_path / "pipelines"), progress_interval=0, **kw
+    )
 
 
 def _memory_limit(pipeline: dlt.Pipeline) -> str:
@@ -44,7 +45,7 @@ def _global_config(pipeline: dlt.Pipeline) -> Any:
 
 
 def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:
-    """Fails loudly when a dlt release moves what `analytics_source.compat` relies on."""
+    """Fails loudly when a dlt release moves what `analytics_dlt.compat` relies on."""
     provider = defaults.install()
     from dlt.common.configuration.container import Container
     from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext

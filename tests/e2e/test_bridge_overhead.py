@@ -100,12 +100,12 @@ def test_regression_a_column_announced_in_a_run_without_rows_loads_later(tmp_pat
 
 
 def test_one_connection_keeps_the_duckdb_settings(tmp_path: Path) -> None:
-    from dlt_bridge import defaults
-    from dlt_bridge.pipeline import BridgeOptions, create_pipeline, one_connection
+    from analytics_dlt import defaults
+    from analytics_dlt.pipeline import LoadOptions, create_pipeline, one_connection
 
     defaults.install()
     with chdir(tmp_path):
-        options = BridgeOptions(pipelines_dir=str(tmp_path / "pipelines"))
+        options = LoadOptions("tap_analytics", pipelines_dir=str(tmp_path / "pipelines"))
         pipeline = create_pipeline(options)
         assert options.duckdb_file == str(tmp_path / "tap_analytics.duckdb")
         with one_connection(pipeline, options.duckdb_file) as held, held.sql_client() as client:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
-from analytics_source.hints import columns_from_json_schema, destination_column_name
+from analytics_dlt.hints import columns_from_json_schema, destination_column_name
 from fake_api import DatasetConfig
 from tests.e2e.bridge_support import (
     BridgeResult,

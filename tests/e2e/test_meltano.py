@@ -209,7 +209,7 @@ def duckdb_tables(root: Path) -> dict[str, list[dict[str, Any]]]:
     """
     import duckdb
 
-    from analytics_source.hints import destination_column_name
+    from analytics_dlt.hints import destination_column_name
 
     tables: dict[str, list[dict[str, Any]]] = {}
     with duckdb.connect(str(root / DUCKDB_FILE), read_only=True) as con:

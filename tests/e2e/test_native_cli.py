@@ -12,9 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 
-import dlt_bridge.native as native
+import analytics_source.cli as native
 from analytics_api.streams import STREAMS
-from dlt_bridge.native import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
+from analytics_source.cli import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
 from fake_api import DatasetConfig, FakeAPI
 from tests.support import isolate_native_cli
 

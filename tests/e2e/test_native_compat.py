@@ -1,4 +1,4 @@
-"""`analytics_source.compat`: the dlt state layout the bookmark cap relies on, checked for real.
+"""`analytics_dlt.compat`: the dlt state layout the bookmark cap relies on, checked for real.
 
 If this fails after a dlt upgrade, dlt moved its incremental state: fix `cap_bookmark`.
 """
@@ -13,7 +13,7 @@ import dlt
 import pytest
 
 from analytics_api.timestamps import latest_timestamp
-from analytics_source.compat import cap_bookmark
+from analytics_dlt.compat import cap_bookmark
 
 pytestmark = pytest.mark.e2e
 

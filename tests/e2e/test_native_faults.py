@@ -17,7 +17,7 @@ from analytics_api.errors import (
 )
 from analytics_api.streams import STREAMS
 from analytics_source import analytics_source
-from dlt_bridge.native import load_native
+from analytics_source.cli import load_native
 from fake_api import TRANSIENT_KINDS, DatasetConfig, FakeAPI, FaultConfig, FaultRule
 
 pytestmark = pytest.mark.e2e

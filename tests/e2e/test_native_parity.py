@@ -3,7 +3,7 @@
 Both engines run against the same fake API: the Singer path as `python -m dlt_bridge run --config
 c.json` (which runs `python -m tap_analytics`), the native path in process. Compared: the set of
 tables, every column's name and type (dlt's `_dlt_*` columns aside), and every row (the values of
-`_sdc_sequence`, the load-time sequence documented in `analytics_source.hints`, aside). The native
+`_sdc_sequence`, the load-time sequence documented in `analytics_dlt.hints`, aside). The native
 tables are also checked against the fake API's own dump.
 """
 
@@ -23,9 +23,9 @@ import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
 from analytics_api.timestamps import canonical
+from analytics_dlt.hints import SEQUENCE_COLUMN, destination_column_name
 from analytics_source import analytics_source
-from analytics_source.hints import SEQUENCE_COLUMN, destination_column_name
-from dlt_bridge.native import NativeRunSummary, load_native
+from analytics_source.cli import NativeRunSummary, load_native
 from fake_api import DatasetConfig, FakeAPI
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""JSON schema -> dlt column hints (`analytics_source.hints`) and record checks."""
+"""JSON schema -> dlt column hints (`analytics_dlt.hints`) and record checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from analytics_api.streams import STREAMS
 from analytics_api.validate import RecordValidator, SchemaViolation
-from analytics_source.hints import (
+from analytics_dlt.hints import (
     SEQUENCE_COLUMN,
     SequenceGenerator,
     column_from_property,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_api.environments import (
+from analytics_dlt.environments import (
     Environment,
     EnvironmentsError,
     environments_path,

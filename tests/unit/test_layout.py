@@ -1,9 +1,10 @@
 """Import arrows point one way: the contract imports no framework and no engine; nothing but the
-tap imports the tap; the native source does not import the bridge (the bridge may import it).
+tap imports the tap; the shared dlt layer imports no engine; no runtime package imports the
+checkout's fake API, tests or benchmarks.
 
     analytics_api  <-  tap_analytics
-    analytics_api  <-  analytics_source  <-  dlt_bridge
-    analytics_api  <-  analytics_source  <-  analytics_dagster   (nothing imports it)
+    analytics_api  <-  analytics_dlt  <-  analytics_source  <-  dlt_bridge
+                                      <-  analytics_dagster   (nothing imports it)
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 _ENGINES = ("tap_analytics", "analytics_source", "dlt_bridge", "analytics_dagster")
+_CHECKOUT_ONLY = ("fake_api", "tests", "benchmarks", "scripts")
 FORBIDDEN = {
-    "analytics_api": ("singer_sdk", "dlt", "dagster", *_ENGINES),
+    "analytics_api": ("singer_sdk", "dlt", "dagster", "analytics_dlt", *_ENGINES),
+    "analytics_dlt": ("singer_sdk", "dagster", *_ENGINES),
     "analytics_source": (
         "singer_sdk",
         "dagster",
@@ -26,9 +29,17 @@ FORBIDDEN = {
         "analytics_dagster",
     ),
     "dlt_bridge": ("singer_sdk", "dagster", "tap_analytics", "analytics_dagster"),
-    "tap_analytics": ("dlt", "dagster", "analytics_source", "dlt_bridge", "analytics_dagster"),
+    "tap_analytics": (
+        "dlt",
+        "dagster",
+        "analytics_dlt",
+        "analytics_source",
+        "dlt_bridge",
+        "analytics_dagster",
+    ),
     "analytics_dagster": ("singer_sdk", "tap_analytics", "dlt_bridge"),
 }
+FORBIDDEN = {package: (*names, *_CHECKOUT_ONLY) for package, names in FORBIDDEN.items()}
 MAX_RUNTIME_MODULE_LINES = 400
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import dlt_bridge.native as native
-from dlt_bridge.native import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
+import analytics_source.cli as native
+from analytics_source.cli import DEFAULT_PIPELINE_NAME, add_native_subcommand, run_native
 from tests.support import isolate_native_cli
 
 

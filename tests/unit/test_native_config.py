@@ -17,8 +17,8 @@ import dlt_bridge  # noqa: F401  (telemetry off by default)
 from analytics_api import limits
 from analytics_api.streams import STREAMS
 from analytics_api.timestamps import latest_timestamp
+from analytics_dlt.hints import MAX_TABLE_NESTING, columns_from_json_schema
 from analytics_source import SOURCE_NAME, analytics_source
-from analytics_source.hints import MAX_TABLE_NESTING, columns_from_json_schema
 from tap_analytics.tap import TapAnalytics
 
 BASE_URL = "https://api.example.com"

@@ -39,7 +39,7 @@ from typing import Any
 
 from dlt.common.configuration.providers import ConfigProvider
 
-from analytics_source import compat
+from analytics_dlt import compat
 
 __all__ = [
     "ARROW_DLT_COLUMNS",

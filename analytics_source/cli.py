@@ -2,7 +2,7 @@
 
 The source is `analytics_source` (its own package, dlt verified-source style); this module is
 only the command-line front: flags, settings lookup, the pipeline, a run summary and readable
-errors. The pipeline comes from `dlt_bridge.pipeline` like the bridge's, so both commands share
+errors. The pipeline comes from `analytics_dlt.pipeline` like the bridge's, so both commands share
 destination defaults and the handling of load packages a failed run left behind.
 """
 
@@ -26,8 +26,8 @@ from analytics_api.errors import AnalyticsAPIError, find_error
 from analytics_api.limits import DELETE_MODES
 from analytics_api.redact import redact
 from analytics_api.streams import STREAMS_BY_NAME
+from analytics_dlt.deletions import merge_problem
 from analytics_source import analytics_source, settings_problems
-from analytics_source.deletions import merge_problem
 from analytics_source.settings import (
     API_KEY_ENV,
     API_KEY_ENV_FALLBACK,
@@ -77,12 +77,12 @@ def load_native(
 ) -> NativeRunSummary:
     """Finish (or abort) packages a failed run left behind, sync state, then run the source.
 
-    `loader_file_format="auto"`: see `dlt_bridge.pipeline.choose_loader_file_format`.
+    `loader_file_format="auto"`: see `analytics_dlt.pipeline.choose_loader_file_format`.
 
     The incremental state travels in the same load package as the data, so a failed run does not
-    move it (see `dlt_bridge.pipeline.prepare`).
+    move it (see `analytics_dlt.pipeline.prepare`).
     """
-    from dlt_bridge.pipeline import (
+    from analytics_dlt.pipeline import (
         choose_loader_file_format,
         load_workers,
         location_of,
@@ -193,7 +193,7 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
 
     `api_key` given (per environment, `dlt_bridge.environments`) replaces the dlt secret lookup.
     """
-    from dlt_bridge.pipeline import BridgeOptions, create_pipeline
+    from analytics_dlt.pipeline import LoadOptions, create_pipeline
 
     _ensure_logging(getattr(args, "log_level", "INFO"))
     base_url = args.base_url or _lookup(
@@ -212,7 +212,7 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
     if problems:
         return 2
     assert base_url is not None and api_key is not None
-    bridge_options = BridgeOptions(
+    bridge_options = LoadOptions(
         pipeline_name=args.pipeline_name,
         destination=args.destination,
         dataset_name=args.dataset_name,

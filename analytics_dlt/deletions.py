@@ -28,7 +28,7 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
 from analytics_api.limits import DELETE_MODES as CONTRACT_DELETE_MODES
-from analytics_source.hints import MERGE_STRATEGY, SEQUENCE_COLUMN, destination_column_name
+from analytics_dlt.hints import MERGE_STRATEGY, SEQUENCE_COLUMN, destination_column_name
 
 __all__ = [
     "DELETED_AT_COLUMN",

@@ -1,47 +1,38 @@
-"""The bridge's dlt pipeline: options, creation (with the bridge's defaults), pending packages.
+"""The dlt pipeline both commands load through: options, creation, pending packages.
 
-A run (`dlt_bridge.loader.SingerLoader.load`) goes:
+A run (`dlt_bridge.loader.SingerLoader.load`, or `dlt-bridge native`) goes:
 
 1. `create_pipeline()`: flags, then dlt's own config (toml / env), then the bridge's defaults
-   (`dlt_bridge.defaults`, consulted after every user source).
+   (`analytics_dlt.defaults`, consulted after every user source).
 2. `prepare()`: finish or abort load packages left pending by a failed run, then
    `pipeline.sync_destination()`; then the Singer state stored with the last completed load is
    read (`dlt_bridge.state`).
 3. The loader reads the messages and extracts, normalizes and loads one package per segment,
    the Singer state travelling in the same package as the data it covers.
-
-`SingerLoader`, `LoadSummary`, `format_summary`, `STATE_KEY`, `stored_singer_state` and
-`destination_singer_state` are importable from here as well as from their own modules.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import dlt
 
-from analytics_source import compat
-from analytics_source.hints import destination_column_name
-from dlt_bridge import defaults
-from dlt_bridge.args import DEFAULT_PIPELINE_NAME
+from analytics_dlt import compat, defaults
+from analytics_dlt.hints import destination_column_name
 
 __all__ = [
     "AUTO",
     "DEFAULT_DATASET_NAME",
-    "DEFAULT_PIPELINE_NAME",
-    "BridgeOptions",
+    "LoadOptions",
     "PendingPolicy",
     "choose_loader_file_format",
     "create_pipeline",
     "extracted_nothing",
-    "import_late_modules_aside",
     "is_duckdb",
     "location_of",
     "one_connection",
@@ -61,8 +52,8 @@ AUTO = "auto"
 
 
 @dataclass
-class BridgeOptions:
-    pipeline_name: str = DEFAULT_PIPELINE_NAME
+class LoadOptions:
+    pipeline_name: str
     destination: str | None = None
     """dlt destination name; None -> dlt config (`destination_type`) -> duckdb."""
     dataset_name: str | None = None
@@ -88,11 +79,11 @@ class BridgeOptions:
     `create_pipeline` turns it off unless the load files are parquet."""
 
 
-def source_name_for(options: BridgeOptions) -> str:
+def source_name_for(options: LoadOptions) -> str:
     return destination_column_name(options.source_name or options.pipeline_name)
 
 
-def create_pipeline(options: BridgeOptions) -> dlt.Pipeline:
+def create_pipeline(options: LoadOptions) -> dlt.Pipeline:
     """dlt pipeline from flags, then dlt's own config (toml / env), then the bridge defaults."""
     provider = defaults.install()
     # the destination-independent defaults first: resolving the destination below reads config
@@ -207,7 +198,7 @@ def one_connection(pipeline: dlt.Pipeline, database: str | None) -> Iterator[dlt
     Given a connection (dlt's documented `duckdb(credentials=<connection>)`), dlt hands each
     job a duplicate of it and never closes it; the user's DuckDB settings (global config,
     pragmas, extensions) are still applied by dlt to it. `database`: the file, as resolved by
-    `create_pipeline` (`BridgeOptions.duckdb_file`); None (another destination): unchanged.
+    `create_pipeline` (`LoadOptions.duckdb_file`); None (another destination): unchanged.
     """
     if database is None:
         yield pipeline
@@ -281,29 +272,6 @@ def prepare(pipeline: dlt.Pipeline, on_pending: PendingPolicy = "load") -> None:
     pipeline.sync_destination()
 
 
-LATE_MODULES = ("sqlalchemy",)
-"""Modules dlt imports only in its load step (the text form of its credentials), ~0.2 s."""
-
-
-def import_late_modules_aside() -> threading.Thread:
-    """Import `LATE_MODULES` on a side thread while the main one waits for the tap's records.
-
-    Join the thread before the load step: two threads importing one package at once can see it
-    half initialized, so nothing else may import these modules while it runs.
-    """
-
-    def load() -> None:
-        for name in LATE_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError:  # optional for dlt: it imports what it needs itself, or not
-                continue
-
-    thread = threading.Thread(target=load, name="dlt-bridge-imports", daemon=True)
-    thread.start()
-    return thread
-
-
 def schema_hash(pipeline: dlt.Pipeline, schema_name: str) -> str | None:
     """Version hash of the pipeline's schema `schema_name` (None before it exists)."""
     schema = pipeline.schemas.get(schema_name)
@@ -323,23 +291,3 @@ def extracted_nothing(pipeline: dlt.Pipeline, schema_name: str, hash_before: str
         if any(jobs.get(kind) for kind in ("new_jobs", "started_jobs", "failed_jobs")):
             return False
     return True
-
-
-_MOVED = {
-    "SingerLoader": "dlt_bridge.loader",
-    "LoadSummary": "dlt_bridge.summary",
-    "format_summary": "dlt_bridge.summary",
-    "STATE_KEY": "dlt_bridge.state",
-    "stored_singer_state": "dlt_bridge.state",
-    "destination_singer_state": "dlt_bridge.state",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The loader and state names, importable from here as before (imported on first use)."""
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)

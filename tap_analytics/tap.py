@@ -6,7 +6,7 @@ import copy
 import typing as t
 from functools import cached_property
 
-from singer_sdk import Stream, about
+from singer_sdk import Stream
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from analytics_api.client import ApiClient, ClientSettings
@@ -19,7 +19,6 @@ from analytics_api.limits import (
 )
 from analytics_api.retry import RetryPolicy
 from tap_analytics.compat import CompatTap
-from tap_analytics.metadata import package_headers
 from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_errors
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
@@ -62,24 +61,6 @@ class TapAnalytics(CompatTap):
         properties.setdefault(
             EMIT_ACTIVATE_VERSION, CONFIG_SCHEMA["properties"][EMIT_ACTIVATE_VERSION]
         )
-
-    @classmethod
-    def get_plugin_version(cls) -> str:
-        """As the SDK's (`importlib.metadata`), from the METADATA headers (`metadata.py`)."""
-        return _header(cls.package_name or cls.name, "Version") or super().get_plugin_version()
-
-    @classmethod
-    def get_sdk_version(cls) -> str:
-        """As the SDK's, from singer-sdk's METADATA headers (`metadata.py`)."""
-        return _header("singer_sdk", "Version") or super().get_sdk_version()
-
-    @classmethod
-    def get_supported_python_versions(cls) -> list[str] | None:
-        """As the SDK's (`--about`), from the METADATA headers (`metadata.py`)."""
-        headers = package_headers(cls.package_name or cls.name)
-        if headers is None:
-            return super().get_supported_python_versions()
-        return about.python_versions(t.cast("t.Any", headers))
 
     def config_problems(self) -> list[str]:
         """The SDK's messages quote values (a mistyped key would leak); these never do."""
@@ -170,8 +151,3 @@ class TapAnalytics(CompatTap):
         from tap_analytics.prefetch import ChildPrefetcher  # a sync only
 
         return ChildPrefetcher(workers)
-
-
-def _header(package: str, name: str) -> str | None:
-    headers = package_headers(package)
-    return headers.get(name) if headers is not None else None

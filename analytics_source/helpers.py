@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import dlt
 from dlt.sources import DltResource
 
+from analytics_api.concurrency import ordered_map
 from analytics_api.errors import ParentNotFoundError, RecordError
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
@@ -55,7 +54,6 @@ __all__ = [
     "RowProcessor",
     "child_rows",
     "list_rows",
-    "ordered_map",
     "stream_incremental",
     "stream_resource",
     "stream_resources",
@@ -64,8 +62,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class RowProcessor:
@@ -199,37 +195,6 @@ def child_rows(
     yield from gather(
         process(records, path, parent_id) for parent_id, (path, records) in fetched if records
     )
-
-
-def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int | None = None
-) -> Iterator[tuple[T, R]]:
-    """`(item, fn(item))` in the order of `items`, with up to `workers` calls running at once.
-
-    At most `ahead` (default `2 * workers`) results wait to be taken, so memory stays bounded
-    however long `items` is. `workers <= 1` calls `fn` inline: strictly sequential. A failure is
-    raised where its item comes in order; pending calls are cancelled when the caller stops.
-    """
-    if workers <= 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    limit = max(ahead or 2 * workers, workers)
-    pending: deque[tuple[T, Future[R]]] = deque()
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analytics-source")
-    try:
-        for item in items:
-            pending.append((item, executor.submit(fn, item)))
-            if len(pending) >= limit:
-                first, future = pending.popleft()
-                yield first, future.result()
-        while pending:
-            first, future = pending.popleft()
-            yield first, future.result()
-    finally:
-        # On an error or an early stop, drop what has not started; running calls end by
-        # themselves (each request is bounded by the client's timeout).
-        executor.shutdown(wait=not pending, cancel_futures=True)
 
 
 # -- resources --------------------------------------------------------------------------------

@@ -156,7 +156,8 @@ class ApiClient:
                         f"{where}: giving up after {policy.max_retries} retries; last failure: "
                         f"{reason}. The API may be down or rate-limiting; run again later "
                         "(state up to the last committed record is kept), or raise "
-                        "`max_retries`."
+                        "`max_retries`.",
+                        status=exc.status if isinstance(exc, TransientAPIError) else None,
                     ) from None
                 status = exc.status if isinstance(exc, TransientAPIError) else None
                 retry_after = exc.retry_after if isinstance(exc, TransientAPIError) else None
@@ -230,7 +231,8 @@ class ApiClient:
             raise RedirectRefusedError(
                 f"{where}: the API answered with a redirect (HTTP {status}), which is never "
                 "followed so that the API key only goes to `base_url`; set `base_url` to the "
-                "address the API is served from."
+                "address the API is served from.",
+                status=status,
             )
         if status >= 400:
             raise fatal_status_error(where, status, body, secret, child=child)
@@ -240,7 +242,8 @@ class ApiClient:
             raise ResponseFormatError(
                 f"{where}: the response is JSON but not a list page ({exc}); expected "
                 "{data: [...], iterator, done}. Body starts: "
-                f"{excerpt(body, secret, 120)!r}. Check `base_url` points at the API root."
+                f"{excerpt(body, secret, 120)!r}. Check `base_url` points at the API root.",
+                status=status,
             ) from None
         except msgspec.DecodeError as exc:
             # Truncated or non-JSON bodies (an HTML error page from a proxy) are usually
@@ -297,11 +300,12 @@ def fatal_status_error(
     detail = error_detail(body, secret)
     if status == 404 and child:
         return ParentNotFoundError(
-            f"{where}: HTTP 404 Not Found{detail}: the parent was deleted after it was listed."
+            f"{where}: HTTP 404 Not Found{detail}: the parent was deleted after it was listed.",
+            status=status,
         )
     hint = _STATUS_HINTS.get(status, "the API refused the request; this is not retried")
     kind = AuthenticationError if status in (401, 403) else AnalyticsAPIError
-    return kind(f"{where}: HTTP {status}{detail}: {hint}.")
+    return kind(f"{where}: HTTP {status}{detail}: {hint}.", status=status)
 
 
 def error_detail(body: bytes, secret: str) -> str:

@@ -11,7 +11,16 @@ from typing import TypeVar
 
 
 class AnalyticsAPIError(Exception):
-    """A request or response that cannot be used; retrying will not help."""
+    """A request or response that cannot be used; retrying will not help.
+
+    `status` is the HTTP status of the response that caused it (the last one, after retries),
+    or None when there was no response (a connection error, a record rule): callers branch on
+    it instead of reading the message.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class AuthenticationError(AnalyticsAPIError):

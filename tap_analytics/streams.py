@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import logging
 import time
 import typing as t
@@ -27,6 +26,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from analytics_api.client import ApiClient
+from analytics_api.concurrency import ordered_map
 from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, StreamDefinition, child_path
@@ -38,6 +38,7 @@ from tap_analytics.writer import FastSingerWriter
 if t.TYPE_CHECKING:
     from tap_analytics.tap import TapAnalytics
 
+Records = list[dict[str, Any]]
 _CHILD_ABORTED = (AbortedSyncFailedException, AbortedSyncPausedException)
 _ONCE_PER_RUN = "Beginning sync of"
 """The SDK's per-sync INFO line: a child stream is synced once per parent, this is logged once."""
@@ -176,24 +177,24 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             yield from self._child_records(context)
             return
         records = self._scan(definition.path)
-        tap = self._tap_analytics
-        prefetcher = tap.prefetcher
-        fetchers = self._prefetchable_children()
-        if prefetcher is None or not fetchers:
+        children = self._selected_child_fetchers()
+        workers = self._tap_analytics.max_concurrency
+        if workers <= 1 or not children:
             yield from records
             return
-        for record in records:  # no threads while responses are fast
-            if tap.fetching_ahead():
-                records = itertools.chain((record,), records)
-                break
-            yield record  # its children are synced (fetched and timed) before this resumes
-        else:
-            return
         pk = definition.primary_key
-        try:
-            yield from prefetcher.iter_with_lookahead(((r[pk], r) for r in records), fetchers)
-        finally:
-            prefetcher.discard()
+        prefetched = self._tap_analytics.prefetched
+
+        def fetch(record: dict[str, Any]) -> dict[tuple[str, str], Records | Exception]:
+            """Every selected child list of one parent (on a pool thread)."""
+            parent_id = str(record[pk])
+            return {(name, parent_id): _fetched(fn, parent_id) for name, fn in children.items()}
+
+        for record, lists in ordered_map(fetch, records, workers):
+            prefetched.update(lists)
+            yield record  # the SDK syncs its children, which take their lists, before resuming
+            for key in lists:
+                prefetched.pop(key, None)  # not taken: a stream map filtered the parent out
 
     def _visit_children(self, record: dict[str, Any], context: Context | None) -> None:
         """Sync the children of a record that is not emitted, as the SDK does for emitted ones."""
@@ -220,17 +221,7 @@ class AnalyticsStream(VersionedStream, ChildTotals):
     def _scan(self, path: str, parent: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every record of one list path, checked for its keys (parent id added for children)."""
         definition = self.definition
-        pages: Iterable[list[dict[str, Any]]]
-        reader = self._tap_analytics.take_page_reader(self.name) if parent is None else None
-        if reader is not None:
-            pages = reader
-        else:
-            pages = self.client.iter_pages(
-                self.name, path, definition.params, child=parent is not None
-            )
-            probe = self._tap_analytics.response_probe
-            if probe is not None and not self._tap_analytics.fetching_ahead():
-                pages = probe.timed(pages)  # sequential so far: are responses slow?
+        pages = self.client.iter_pages(self.name, path, definition.params, child=parent is not None)
         for page in pages:
             for record in page:
                 check_keys(definition, record, path)
@@ -246,14 +237,12 @@ class AnalyticsStream(VersionedStream, ChildTotals):
                 f"'{self.definition.parent}'; it cannot be synced on its own."
             )
         parent_id = str(context[key])
-        prefetcher = self._tap_analytics.prefetcher
-        future = prefetcher.take(self.name, parent_id) if prefetcher else None
-        if future is not None:
-            yield from future.result()  # re-raises a worker's failure here, in order
-            return
-        yield from self.fetch_children(parent_id)
+        fetched = self._tap_analytics.prefetched.pop((self.name, parent_id), None)
+        if isinstance(fetched, Exception):
+            raise fetched  # the fetch ahead failed: raised here, where a sequential run fails
+        yield from self.fetch_children(parent_id) if fetched is None else fetched
 
-    def fetch_children(self, parent_id: str) -> list[dict[str, Any]]:
+    def fetch_children(self, parent_id: str) -> Records:
         """All records of this child stream under one parent; a 404 means the parent is gone."""
         key = t.cast("str", self.definition.parent_key)
         path = child_path(self.definition.path, **{key: parent_id})
@@ -271,7 +260,7 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             )
             return []
 
-    def _prefetchable_children(self) -> dict[str, t.Callable[[str], list[dict[str, Any]]]]:
+    def _selected_child_fetchers(self) -> dict[str, t.Callable[[str], Records]]:
         return {
             child.name: child.fetch_children
             for child in self.child_streams
@@ -376,6 +365,14 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             stamp = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc).isoformat()
             self._extracted_at = (now, stamp)
         return self._extracted_at[1]
+
+
+def _fetched(fetch: t.Callable[[str], Records], parent_id: str) -> Records | Exception:
+    """`fetch(parent_id)`, or the error it raised (kept for the child stream to raise)."""
+    try:
+        return fetch(parent_id)
+    except Exception as exc:
+        return exc
 
 
 def _stream_class(definition: StreamDefinition) -> type[AnalyticsStream]:

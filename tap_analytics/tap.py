@@ -23,9 +23,6 @@ from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
 
-if t.TYPE_CHECKING:  # imported when a sync needs them: `--about` and `--discover` do not
-    from tap_analytics.prefetch import ChildPrefetcher, PageReader, ResponseProbe
-
 __version__ = "0.1.0"
 
 
@@ -50,7 +47,6 @@ class TapAnalytics(CompatTap):
         PluginCapabilities.BATCH,
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
-    _page_readers: dict[str, PageReader] | None = None
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
@@ -74,7 +70,7 @@ class TapAnalytics(CompatTap):
         """One client (and connection pool per thread) for every stream of the run.
 
         Its semaphore bounds the requests in flight to `max_concurrency`, whichever thread
-        sends them (page readers, child prefetch workers, the main thread).
+        sends them (the main thread, the threads fetching child lists ahead).
         """
         config = self.config
         return ApiClient(
@@ -87,67 +83,19 @@ class TapAnalytics(CompatTap):
                     backoff_factor=float(config.get("backoff_factor", DEFAULT_BACKOFF_FACTOR)),
                     timeout=float(config.get("request_timeout", DEFAULT_TIMEOUT)),
                 ),
-                max_concurrency=int(config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+                max_concurrency=self.max_concurrency,
                 user_agent=config.get("user_agent") or f"tap-analytics/{__version__}",
             ),
             logger=self.logger,
         )
 
-    def take_page_reader(self, stream_name: str) -> PageReader | None:
-        """This top-level stream's pages, already being read in the background, or None while
-        the tap fetches sequentially (see `fetching_ahead`). Called as each top-level stream
-        starts its scan."""
-        self._scans_started.add(stream_name)
-        if self._page_readers is None:
-            return None
-        return self._page_readers.pop(stream_name, None)
-
-    def fetching_ahead(self) -> bool:
-        """Whether to fetch ahead on threads from now on: `max_concurrency` > 1 and responses
-        are slow (`ResponseProbe`). Once true it stays true, and every selected top-level
-        stream that has not started yet starts reading its pages in the background (a few
-        pages ahead, bounded), so independent streams are fetched side by side."""
-        if self._page_readers is not None:
-            return True
-        probe = self.response_probe
-        if probe is None or not probe.slow:
-            return False
-        from tap_analytics.prefetch import PageReader  # a sync only
-
-        self._page_readers = {}
-        for stream in self.streams.values():
-            definition = getattr(stream, "definition", None)
-            if definition is None or definition.is_child or stream.name in self._scans_started:
-                continue
-            if not (stream.selected or stream.has_selected_descendents):
-                continue
-            self._page_readers[stream.name] = PageReader(
-                self.client.iter_pages(stream.name, definition.path, definition.params),
-                name=stream.name,
-            )
-        return True
+    @cached_property
+    def max_concurrency(self) -> int:
+        """Requests in flight at most; also the threads that fetch child lists ahead."""
+        return int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
     @cached_property
-    def _scans_started(self) -> set[str]:
-        """Top-level streams whose scan has begun (their pages are read where they are)."""
-        return set()
-
-    @cached_property
-    def response_probe(self) -> ResponseProbe | None:
-        """Times the requests sent while sequential; None when `max_concurrency` is 1."""
-        if self.prefetcher is None:
-            return None
-        from tap_analytics.prefetch import ResponseProbe  # a sync only
-
-        return ResponseProbe()
-
-    @cached_property
-    def prefetcher(self) -> ChildPrefetcher | None:
-        """Concurrent child fetching (used once `fetching_ahead`), or None when
-        `max_concurrency` is 1: strictly sequential requests."""
-        workers = int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
-        if workers <= 1:
-            return None
-        from tap_analytics.prefetch import ChildPrefetcher  # a sync only
-
-        return ChildPrefetcher(workers)
+    def prefetched(self) -> dict[tuple[str, str], list[dict[str, t.Any]] | Exception]:
+        """Child lists fetched ahead: (child stream, parent id) -> its records, or the error
+        the fetch raised, taken by the child stream when the SDK syncs it for that parent."""
+        return {}

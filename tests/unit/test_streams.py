@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME
-from tap_analytics import prefetch
 from tests.unit.mockapi import (
     config,
     make_records,
@@ -38,14 +37,9 @@ def _expected(api, name: str) -> list[dict]:
     return expected
 
 
-@pytest.mark.parametrize("ahead", [False, True], ids=["as-timed", "fetching-ahead"])
 @pytest.mark.parametrize("concurrency", [1, 8])
 @pytest.mark.parametrize("name", [s.name for s in STREAMS])
-def test_records_equal_pages_and_requests_follow_pagination(
-    name: str, concurrency: int, ahead: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if ahead:  # every response counts as slow: threads from the third request on
-        monkeypatch.setattr(prefetch, "SLOW_RESPONSE", 0.0)
+def test_records_equal_pages_and_requests_follow_pagination(name: str, concurrency: int) -> None:
     with mock_api() as api:
         serve_everything(api, apps=3, per_app=5, sources=3)
         out = run_tap(config(page_size=PAGE, max_concurrency=concurrency))
@@ -207,14 +201,14 @@ class _CountingServer:
             if self.now > self.limit:
                 self.exceeded.set()
         try:
-            # Until `limit` requests are in flight together, each is held a moment: slow
-            # responses, so the tap (sequential at first) starts fetching ahead, and the proof
-            # that it then reaches its bound.
+            # Until `limit` requests are in flight together, each is held a moment: the proof
+            # that the tap reaches its bound.
             self.reached.wait(timeout=self.hold)
             if self.reached.is_set():
                 # That first wave then stays in flight a moment longer, or until one request
-                # too many arrives: page readers start together, so a tap that ignored the
-                # bound would show it here. A tap within its bound passes whatever the timing.
+                # too many arrives: the threads fetching ahead start together, so a tap that
+                # ignored the bound would show it here. A tap within its bound passes whatever
+                # the timing.
                 self.exceeded.wait(timeout=self.grace)
                 self.grace = 0.0
             return self._page(url)
@@ -242,7 +236,7 @@ class _CountingServer:
 
 @pytest.mark.parametrize("limit", [1, 2, 4])
 def test_max_concurrency_bounds_every_request_in_flight(limit: int) -> None:
-    """Top-level page readers and child prefetch workers share the bound."""
+    """The main thread and the threads fetching child lists ahead share the bound."""
     with mock_api() as api:  # only to build the lists
         serve_everything(api, apps=6, per_app=5, sources=3)
     server = _CountingServer(api.lists, limit)

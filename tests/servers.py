@@ -35,6 +35,10 @@ class Reply:
     cut_after: int | None = None
     """Announce the whole body's length but send only this many bytes, then close the
     connection (a body truncated in transit)."""
+    drop: bool = False
+    """Close the connection without sending a byte (a connection reset before the answer)."""
+    stall: bool = False
+    """Send nothing until the server closes: the client's read timeout fires first."""
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -147,6 +151,7 @@ class ScriptedServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, Handler] = {}
+        self._closing = threading.Event()
         self.requests: list[Request] = []
         server = self
 
@@ -159,6 +164,11 @@ class ScriptedServer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 request = Request(parts.path, query, headers)
                 reply = server._answer(request)
+                if reply.stall:
+                    server._closing.wait()
+                if reply.drop or reply.stall:
+                    self.close_connection = True
+                    return
                 body, content_type = reply.encoded()
                 self.send_response(reply.status)
                 names = {k.lower() for k in reply.headers}
@@ -243,6 +253,7 @@ class ScriptedServer:
         return self
 
     def close(self) -> None:
+        self._closing.set()  # ends every stalled answer
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()

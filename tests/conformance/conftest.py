@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conformance.engines import ENGINES, Outcome, run
 from tests.servers import ScriptedServer
@@ -30,8 +32,26 @@ def _quiet_dlt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
+class Timeline:
+    """What a run did, in order, with the thread that did it: `("sleep", thread, seconds)` for
+    each recorded wait and, once `sends` is used, `("send", thread, url)` for each request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[tuple[str, int, Any]] = []
+
+    def add(self, kind: str, detail: Any) -> None:
+        with self._lock:
+            self.events.append((kind, threading.get_ident(), detail))
+
+
+@pytest.fixture
+def timeline() -> Timeline:
+    return Timeline()
+
+
 @pytest.fixture(autouse=True)
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def sleeps(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> list[float]:
     """Every wait the project's code asks for, recorded and not slept.
 
     The shared client waits through `time.sleep`; only calls from the project's packages are
@@ -44,11 +64,25 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         caller = sys._getframe(1).f_globals.get("__name__", "")
         if caller.split(".")[0] in _PROJECT_PACKAGES:
             waits.append(seconds)
+            timeline.add("sleep", seconds)
             return
         real_sleep(seconds)
 
     monkeypatch.setattr(time, "sleep", sleep)
     return waits
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> Timeline:
+    """`timeline`, with every request the run sends (through requests' transport adapter)."""
+    send = requests.adapters.HTTPAdapter.send
+
+    def spy(self: requests.adapters.HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        timeline.add("send", request.url)
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
+    return timeline
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from analytics_api.errors import (
     AnalyticsAPIError,
     AuthenticationError,
     PaginationError,
+    ParentNotFoundError,
     RecordError,
     RedirectRefusedError,
     ResponseFormatError,
@@ -29,7 +31,7 @@ from analytics_api.limits import MAX_PAGE_SIZE
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from analytics_api.timestamps import canonical, canonical_from_datetime
 from fake_api import FakeAPI
-from tests.conformance.conftest import API_KEY, Runner
+from tests.conformance.conftest import API_KEY, Runner, Timeline
 from tests.conformance.engines import Outcome, all_streams, comparable_set, run_cli
 from tests.servers import (
     EMPTY,
@@ -209,8 +211,8 @@ def test_retryable_status_then_success(
 
 @pytest.mark.parametrize(
     ("max_retries", "attempts", "waits"),
-    [(None, 4, [2.0, 4.0, 8.0]), (0, 1, []), (1, 2, [2.0])],
-    ids=["default", "no-retries", "one-retry"],
+    [(None, 4, [2.0, 4.0, 8.0]), (0, 1, []), (1, 2, [2.0]), (5, 6, [2.0, 4.0, 8.0, 16.0, 32.0])],
+    ids=["default", "no-retries", "one-retry", "five-retries"],
 )
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_budget_exhausted(
@@ -225,7 +227,10 @@ def test_retry_budget_exhausted(
     api.script(APPS, error(status, "busy", "try later"))
     settings = {} if max_retries is None else {"max_retries": max_retries}
     outcome = run_engine(api.url, ["applications"], **settings)
-    assert_failed(outcome, RetryBudgetExhaustedError, "applications", APPS, str(status))
+    # the error says what the server said last ("try later")
+    assert_failed(
+        outcome, RetryBudgetExhaustedError, "applications", APPS, str(status), "try later"
+    )
     assert len(api.requests_to(APPS)) == attempts
     assert sleeps == waits
 
@@ -254,20 +259,130 @@ def test_retry_after_seconds_is_the_wait(
     assert sleeps == [float(retry_after)]
 
 
-def test_retry_after_http_date_waits_until_that_date(
+def test_retry_after_takes_the_place_of_one_backoff_wait(
     api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
+    """A retry told when to come back still counts: the next one waits the schedule's second
+    step (4 s), not its first."""
+    api.script(
+        APPS,
+        error(429, **{"Retry-After": "7"}),
+        error(429),
+        page([app(0)], "app_000", done=True),
+    )
+    outcome = run_engine(api.url, ["applications"])
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == ["app_000"]
+    assert len(api.requests_to(APPS)) == 3
+    assert sleeps == [7.0, 4.0]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_http_date_waits_until_that_date(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int
 ) -> None:
     ahead = 40.0
     before = time.time()
     when = int(before + ahead)  # HTTP dates have whole seconds
     header = email.utils.formatdate(when, usegmt=True)
-    api.script(APPS, error(429, **{"Retry-After": header}), page([app(0)], "app_000", done=True))
+    api.script(APPS, error(status, **{"Retry-After": header}), page([app(0)], "app_000", done=True))
     outcome = run_engine(api.url, ["applications"])
     after = time.time()
     assert outcome.ok, outcome.error
     assert len(sleeps) == 1
     # The client reads the clock somewhere between `before` and `after`.
     assert when - after - 1e-6 <= sleeps[0] <= when - before + 1e-6
+
+
+@pytest.mark.parametrize("header", ["soon", "past-date"])
+def test_unusable_or_past_retry_after(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], header: str
+) -> None:
+    """A `Retry-After` that is not a number or a date falls back to the backoff (2 s); a date
+    already past means at once."""
+    value = "soon" if header == "soon" else email.utils.formatdate(time.time() - 60, usegmt=True)
+    api.script(APPS, error(503, **{"Retry-After": value}), page([app(0)], "app_000", done=True))
+    outcome = run_engine(api.url, ["applications"])
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == ["app_000"]
+    assert sleeps == ([2.0] if header == "soon" else [0.0])
+
+
+@pytest.mark.parametrize("failure", ["reset", "read-timeout"])
+def test_connection_failure_is_retried(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float], failure: str
+) -> None:
+    """A connection closed before any answer, or no answer within `request_timeout`, is
+    retried like a 503: three times, then the page; nothing lost or repeated."""
+    broken = Reply(drop=True) if failure == "reset" else Reply(stall=True)
+    records = [app(i) for i in range(4)]
+    second_page = lambda r: r.query.get("iterator") == "app_001"  # noqa: E731
+    api.route(APPS, failing_first(paged(records), [broken] * 3, when=second_page))
+    outcome = run_engine(api.url, ["applications"], page_size=2, request_timeout=0.2)
+    assert outcome.ok, outcome.error
+    assert ids(outcome) == [r["id"] for r in records]
+    assert sum(1 for r in api.requests_to(APPS) if second_page(r)) == 4
+    assert sleeps == [2.0, 4.0, 8.0]
+
+
+def test_connection_failures_beyond_the_budget_name_the_path(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
+    api.script(APPS, Reply(drop=True))
+    outcome = run_engine(api.url, ["applications"])
+    assert_failed(outcome, RetryBudgetExhaustedError, "applications", APPS)
+    assert len(api.requests_to(APPS)) == 4
+    assert sleeps == [2.0, 4.0, 8.0]
+
+
+def test_a_429_pauses_every_request_that_follows(
+    api: ScriptedServer, run_engine: Runner, sends: Timeline
+) -> None:
+    """A 429 pauses the whole run, not only the request that got it: every request sent
+    after it, on any thread, is preceded by a wait on that thread (a run on one thread
+    meets this with the one wait it already makes).
+
+    The first parent's child list answers 429 with `Retry-After: 300`; the other parents'
+    child lists are held until that list is asked again, so with several workers they send
+    their next requests after the pause began. Waits are recorded, not slept: the pause
+    lasts for the rest of the run.
+    """
+    parents = [record_for("applications", i) for i in range(12)]
+    api.pages(APPS, parents)
+    endpoints = STREAMS_BY_NAME["endpoints"].path
+    paths = [child_path(endpoints, app_id=p["id"]) for p in parents]
+    retried = threading.Event()
+
+    def first(request: Request) -> Reply:
+        if len(api.requests_to(paths[0])) > 1:
+            retried.set()
+            return page([record_for("endpoints", 0)], None, done=True)
+        return error(429, "rate_limited", "slow down", **{"Retry-After": "300"})
+
+    def held(n: int) -> Any:
+        def handle(request: Request) -> Reply:
+            retried.wait(timeout=30)
+            return page([record_for("endpoints", n)], None, done=True)
+
+        return handle
+
+    api.route(paths[0], first)
+    for n, path in enumerate(paths[1:], start=1):
+        api.route(path, held(n))
+    outcome = run_engine(api.url, ["endpoints"], max_concurrency=4, parallelized=True)
+    assert outcome.ok, outcome.error
+    assert len(outcome.records["endpoints"]) == len(parents)
+    events = sends.events
+    sent = [(i, thread, url) for i, (kind, thread, url) in enumerate(events) if kind == "send"]
+    # the 429 went out at `throttled`; by the time it is asked again (`retry`) the pause began
+    throttled, retry = [i for i, _, url in sent if url.split("?")[0].endswith(paths[0])]
+    for i, thread, url in sent:
+        if i < retry:
+            continue
+        waited = [
+            seconds for kind, t, seconds in events[throttled:i] if kind == "sleep" and t == thread
+        ]
+        assert waited and 0 < waited[0] <= 300, f"{outcome.engine}: {url} sent without a pause"
 
 
 @pytest.mark.parametrize("status", [400, 409])
@@ -314,12 +429,15 @@ def test_auth_failure_fails_at_once_with_a_hint(
     assert sleeps == []
 
 
-def test_422_fails_with_a_page_size_hint(api: ScriptedServer, run_engine: Runner) -> None:
+def test_422_fails_with_a_page_size_hint(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
     detail = [{"loc": ["query", "limit"], "msg": "ensure this value is <= 250", "type": "x"}]
     api.script(APPS, error(422, "validation", detail))
     outcome = run_engine(api.url, ["applications"])
     assert_failed(outcome, AnalyticsAPIError, APPS, "422", "page_size")
     assert len(api.requests_to(APPS)) == 1
+    assert sleeps == []
 
 
 CHILD_STREAMS = [s.name for s in STREAMS if s.is_child]
@@ -332,11 +450,15 @@ def test_404_on_a_child_path_skips_that_parent_only(
 ) -> None:
     definition = STREAMS_BY_NAME[child]
     parent = STREAMS_BY_NAME[definition.parent or ""]
+    siblings = [s for s in STREAMS if s.parent == parent.name and s.name != child]
     parents = [record_for(parent.name, i) for i in range(3)]
     api.pages(parent.path, parents, key=parent.primary_key)
     parent_ids = [p[parent.primary_key] for p in parents]
     expected: list[str] = []
     for n, parent_id in enumerate(parent_ids):
+        for sibling in siblings:  # the parent's other child lists answer normally
+            path = child_path(sibling.path, **{sibling.parent_key or "": parent_id})
+            api.pages(path, [record_for(sibling.name, 10 * n)])
         path = child_path(definition.path, **{definition.parent_key or "": parent_id})
         if n == 1:
             api.script(path, error(404, "not_found", "Application not found"))
@@ -345,25 +467,38 @@ def test_404_on_a_child_path_skips_that_parent_only(
         api.pages(path, children)
         expected += [c["id"] for c in children]
     outcome = run_engine(
-        api.url, [child], max_concurrency=concurrency, parallelized=concurrency > 1
+        api.url,
+        [child, *(s.name for s in siblings)],
+        max_concurrency=concurrency,
+        parallelized=concurrency > 1,
     )
     assert outcome.ok, outcome.error
     assert ids(outcome, child) == sorted(expected)
     by_parent = {r[definition.parent_key or ""] for r in outcome.records[child]}
     assert by_parent == {parent_ids[0], parent_ids[2]}
     assert outcome.warnings_mentioning(parent_ids[1]), "the skipped parent is not reported"
+    for sibling in siblings:  # the 404 skips that one list, not the parent's other children
+        assert len(outcome.records[sibling.name]) == len(parents), sibling.name
 
 
-def test_404_on_a_top_level_path_fails(api: ScriptedServer, run_engine: Runner) -> None:
+def test_404_on_a_top_level_path_fails(
+    api: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
     api.script(APPS, error(404, "not_found", "Not found"))
     outcome = run_engine(api.url, ["applications"])
     assert_failed(outcome, AnalyticsAPIError, "applications", APPS, "404")
+    assert not isinstance(outcome.error, ParentNotFoundError)  # only a child path means that
     assert len(api.requests_to(APPS)) == 1
+    assert sleeps == []
 
 
 # -- bodies ------------------------------------------------------------------------------------
 
-HTML = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+HTML = (
+    "<html><head><title>502 Bad Gateway</title></head><body>"
+    + "Bad gateway, nginx. " * 500
+    + "</body></html>"
+)
 GOOD_PAGE = page([app(0), app(1)], "app_001", done=True)
 BROKEN_BODIES = {
     "html": Reply(200, HTML),
@@ -381,6 +516,9 @@ def test_unparsable_2xx_body_is_retried_then_a_clear_error(
     message = assert_failed(outcome, RetryBudgetExhaustedError, "applications", APPS)
     if broken != "cut-in-transit":
         assert "JSON" in message
+    if broken == "html":
+        assert "<html>" in message  # the start of the body, to recognise a proxy's page
+    assert len(message) < 800  # an excerpt, never the whole body
     assert len(api.requests_to(APPS)) == 4
     assert sleeps == [2.0, 4.0, 8.0]
     assert outcome.records.get("applications", []) == []
@@ -402,8 +540,9 @@ def test_unparsable_2xx_body_once_then_good_page(
     [
         ({"items": [app(0)], "iterator": "app_000", "done": True}, "data"),
         ({"data": [app(0)], "iterator": "app_000"}, "done"),
+        ({"data": app(0), "iterator": "app_000", "done": True}, "data"),
     ],
-    ids=["without-data", "without-done"],
+    ids=["without-data", "without-done", "data-not-a-list"],
 )
 def test_json_body_without_the_envelope_names_the_path(
     api: ScriptedServer, run_engine: Runner, body: dict[str, Any], missing: str
@@ -554,7 +693,7 @@ def test_record_without_primary_key_is_an_error(
     outcome = run_engine(api.url, [stream])
     assert_failed(outcome, RecordError, stream, pk, path)
     assert all(r.get(pk) is not None for r in outcome.records.get(stream, []))
-    assert stream not in outcome.bookmarks  # the failed run commits no progress
+    assert stream not in outcome.bookmarks  # no progress committed, not even the first page's
 
 
 @pytest.mark.parametrize("how", ["missing", "null"])
@@ -578,16 +717,21 @@ def test_record_without_replication_key_is_an_error(
 
 
 def _serve_one_stream(api: ScriptedServer, stream: str, records: list[dict[str, Any]]) -> str:
-    """Serve `records` as `stream` (under one parent for a child); returns their path."""
+    """Serve `records` as `stream`, one record per page (under one parent for a child), so a
+    bad second record fails the run after a first page went through; returns their path."""
     definition = STREAMS_BY_NAME[stream]
+    pages = [
+        page([record], f"cursor_{n}", done=n == len(records) - 1)
+        for n, record in enumerate(records)
+    ]
     if not definition.is_child:
-        api.script(definition.path, page(records, None, done=True))
+        api.script(definition.path, *pages)
         return definition.path
     parent = STREAMS_BY_NAME[definition.parent or ""]
     parent_record = record_for(parent.name, 0)
     api.pages(parent.path, [parent_record], key=parent.primary_key)
     path = child_path(definition.path, **{definition.parent_key or "": parent_record["id"]})
-    api.script(path, page(records, None, done=True))
+    api.script(path, *pages)
     for sibling in STREAMS:
         if sibling.parent == definition.parent and sibling.name != stream:
             api.script(

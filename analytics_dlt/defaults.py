@@ -15,18 +15,14 @@ Defaults (all measured on a 2-core machine; see BENCHMARKS.md):
 * `normalize.parquet_normalizer.add_dlt_load_id = true` and `add_dlt_id = true`: rows handed to
   dlt as arrow tables (`dlt_bridge.arrow`) get `_dlt_load_id` and `_dlt_id` like rows handed as
   dicts, so both give the same tables.
-* DuckDB only, `destination.duckdb.credentials.global_config = {"memory_limit": "64MB"}` for
-  parquet load files into a DuckDB file: DuckDB's buffer pool defaults to 80 % of RAM and, while
-  inserting the parquet load files, keeps pages it could evict, so the load step grew with the
-  data (bridge peak RSS ~280 MB at 100k and ~570 MB at 1M records). With 64 MB it evicts them
-  (blocks are written to the file, spills go to `<file>.tmp`): ~270 and ~305 MB, load time
-  unchanged; 128 MB still grew to ~370 MB at 1M. Not for jsonl load files (DuckDB's `read_json`
-  takes 32 MB per thread and fails with "Out of Memory" under 64 MB) and not for `:memory:`
-  databases, which have no file to evict pages to.
 * `runtime.dlthub_telemetry = false`: dlt's anonymous telemetry stays off unless the user turns
   it on. dlt resolves this once per process, when its run context is first set up, so it only
   takes effect when the bridge's provider is added before anything else used dlt (the CLI does
   that first thing in `main()`).
+* `runtime.log_level` (given by the command line, `install(dlt_log_level=...)`): `ERROR` at the
+  commands' default level, so a successful run shows the commands' own summary, not dlt's
+  per-table notices; `WARNING` (dlt's own default) with `--log-level DEBUG`. Resolved once per
+  process like the telemetry setting; a level the user configures for dlt wins.
 
 One load worker on DuckDB is not a config default: `SingerLoader` passes `workers=1` to
 `pipeline.load()`, which dlt treats as a default that `load.workers` set by the user overrides.
@@ -43,7 +39,6 @@ from analytics_dlt import compat
 
 __all__ = [
     "ARROW_DLT_COLUMNS",
-    "DUCKDB_GLOBAL_CONFIG",
     "DUCKDB_LOAD_WORKERS",
     "EXTRACT_NO_COMPRESSION",
     "TELEMETRY_OFF",
@@ -57,9 +52,6 @@ EXTRACT_NO_COMPRESSION: dict[Key, Any] = {("sources", "data_writer", "disable_co
 ARROW_DLT_COLUMNS: dict[Key, Any] = {
     ("normalize", "parquet_normalizer", "add_dlt_load_id"): True,
     ("normalize", "parquet_normalizer", "add_dlt_id"): True,
-}
-DUCKDB_GLOBAL_CONFIG: dict[Key, Any] = {
-    ("destination", "duckdb", "credentials", "global_config"): {"memory_limit": "64MB"}
 }
 TELEMETRY_OFF: dict[Key, Any] = {("runtime", "dlthub_telemetry"): False}
 DUCKDB_LOAD_WORKERS = 1
@@ -119,7 +111,11 @@ class BridgeDefaults(ConfigProvider):
 _DEFAULTS = BridgeDefaults()
 
 
-def install() -> BridgeDefaults:
-    """Adds the bridge's defaults provider to dlt's config providers (idempotent)."""
+def install(dlt_log_level: str | None = None) -> BridgeDefaults:
+    """Adds the bridge's defaults provider to dlt's config providers (idempotent); with
+    `dlt_log_level`, the default of dlt's `runtime.log_level` (see the module doc)."""
+    if dlt_log_level is not None:
+        with _DEFAULTS._lock:
+            _DEFAULTS._process[("runtime", "log_level")] = dlt_log_level
     compat.add_provider(_DEFAULTS)
     return _DEFAULTS

@@ -27,20 +27,8 @@ from typing import Any
 
 import yaml
 
-from analytics_api.config import (
-    api_key_problem,
-    base_url_problem,
-    numeric_setting_problems,
-    start_date_problem,
-)
-from analytics_api.limits import (
-    DEFAULT_BACKOFF_FACTOR,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_TIMEOUT,
-    DELETE_MODES,
-)
+from analytics_api.config import api_key_problem
+from analytics_api.settings import DEFAULTS, SETTINGS_BY_NAME, SOURCE, setting_problems, settings_for
 
 ENVIRONMENTS_VARIABLE = "ANALYTICS_ENVIRONMENTS"
 """The variable naming the environments file."""
@@ -54,18 +42,12 @@ digits and `_` only, so no two names collide once a destination folds case or da
 
 _ENV_VAR_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "start_date": (str, dt.date),  # YAML reads an unquoted 2024-01-31 as a date
-    "page_size": (int,),
-    "max_retries": (int,),
-    "backoff_factor": (int, float),
-    "request_timeout": (int, float),
-    "max_concurrency": (int,),
-    "deletes": (str,),
-}
-"""Optional settings per environment, with the YAML types they accept."""
-
 _REQUIRED = ("name", "base_url", "api_key_env")
+OPTIONAL_FIELDS: tuple[str, ...] = tuple(
+    s.name for s in settings_for(SOURCE) if s.name not in ("api_key", "base_url")
+)
+"""Optional settings per environment: the source's settings of the contract's table (the key
+excepted: the file names its variable), with the table's types, defaults and bounds."""
 
 
 class EnvironmentsError(ValueError):
@@ -79,13 +61,13 @@ class Environment:
     name: str
     base_url: str
     api_key_env: str
-    start_date: str | None = None
-    page_size: int = DEFAULT_PAGE_SIZE
-    max_retries: int = DEFAULT_MAX_RETRIES
-    backoff_factor: float = DEFAULT_BACKOFF_FACTOR
-    request_timeout: float = DEFAULT_TIMEOUT
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    deletes: str = "off"
+    start_date: str | None = DEFAULTS["start_date"]
+    page_size: int = DEFAULTS["page_size"]
+    max_retries: int = DEFAULTS["max_retries"]
+    backoff_factor: float = DEFAULTS["backoff_factor"]
+    request_timeout: float = DEFAULTS["request_timeout"]
+    max_concurrency: int = DEFAULTS["max_concurrency"]
+    deletes: str = DEFAULTS["deletes"]
 
     @property
     def pipeline_name(self) -> str:
@@ -118,16 +100,7 @@ class Environment:
 
     def source_options(self) -> dict[str, Any]:
         """Keyword arguments of `analytics_source()` for this environment, the key excepted."""
-        return {
-            "base_url": self.base_url,
-            "page_size": self.page_size,
-            "start_date": self.start_date,
-            "max_retries": self.max_retries,
-            "backoff_factor": self.backoff_factor,
-            "request_timeout": self.request_timeout,
-            "max_concurrency": self.max_concurrency,
-            "deletes": self.deletes,
-        }
+        return {"base_url": self.base_url, **{n: getattr(self, n) for n in OPTIONAL_FIELDS}}
 
 
 def environments_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -229,9 +202,6 @@ def _entry_problems(entry: Any, label: str) -> list[str]:
             f"{label}, field 'name': use 1-40 lowercase letters, digits or '_', starting with "
             "a letter (it names files, datasets and partitions)."
         )
-    url = entry.get("base_url")
-    if isinstance(url, str) and url.strip() and (problem := base_url_problem(url)):
-        problems.append(f"{label}, field 'base_url': {problem}")
     variable = entry.get("api_key_env")
     if isinstance(variable, str) and variable and not _ENV_VAR_PATTERN.match(variable):
         problems.append(
@@ -243,41 +213,31 @@ def _entry_problems(entry: Any, label: str) -> list[str]:
 
 
 def _option_problems(entry: dict[str, Any], label: str) -> list[str]:
-    problems: list[str] = []
-    for key, value in entry.items():
-        if key in _REQUIRED or key == "api_key":
-            continue
-        types = OPTION_TYPES.get(key)
-        if types is None:
-            allowed = ", ".join([*_REQUIRED, *OPTION_TYPES])
-            problems.append(f"{label}, field '{key}': unknown; known fields: {allowed}.")
-        elif isinstance(value, bool) or not isinstance(value, types):
-            problems.append(f"{label}, field '{key}': wrong type, needs {types[0].__name__}.")
-    if problems:
-        return problems
-    start = _iso(entry["start_date"]) if "start_date" in entry else None
-    if start is not None and (problem := start_date_problem(start)):
-        problems.append(f"{label}, field 'start_date': {problem}")
-    if entry.get("deletes", "off") not in DELETE_MODES:
-        problems.append(f"{label}, field 'deletes': one of {', '.join(DELETE_MODES)}.")
-    ranges = numeric_setting_problems(
-        page_size=entry.get("page_size", DEFAULT_PAGE_SIZE),
-        max_retries=entry.get("max_retries", DEFAULT_MAX_RETRIES),
-        backoff_factor=entry.get("backoff_factor", DEFAULT_BACKOFF_FACTOR),
-        request_timeout=entry.get("request_timeout", DEFAULT_TIMEOUT),
-        max_concurrency=entry.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
-    )
-    problems.extend(f"{label}: {problem}" for problem in ranges)
-    return problems
+    """Unknown fields, then the contract's rules for `base_url` and every optional setting."""
+    known = {*_REQUIRED, "api_key", *OPTIONAL_FIELDS}
+    allowed = ", ".join([*_REQUIRED, *OPTIONAL_FIELDS])
+    problems = [
+        f"{label}, field '{key}': unknown; known fields: {allowed}."
+        for key in entry
+        if key not in known
+    ]
+    values = {key: entry[key] for key in OPTIONAL_FIELDS if key in entry}
+    if "start_date" in values:
+        values["start_date"] = _iso(values["start_date"])
+    url = entry.get("base_url")
+    if isinstance(url, str) and url.strip():  # otherwise reported as a missing field
+        values["base_url"] = url
+    found = setting_problems(values, SOURCE, require=False)
+    return problems + [f"{label}: {problem}" for problem in found]
 
 
 def _build(entry: dict[str, Any]) -> Environment:
-    options = {key: entry[key] for key in OPTION_TYPES if key in entry}
+    options = {key: entry[key] for key in OPTIONAL_FIELDS if key in entry}
     if "start_date" in options:
         options["start_date"] = _iso(options["start_date"])
-    for key in ("backoff_factor", "request_timeout"):
-        if key in options:
-            options[key] = float(options[key])
+    for key, value in options.items():
+        if SETTINGS_BY_NAME[key].kind == "number":
+            options[key] = float(value)  # YAML reads `backoff_factor: 1` as an integer
     return Environment(
         name=entry["name"],
         base_url=entry["base_url"].strip().rstrip("/"),

@@ -7,5 +7,5 @@ user's own settings (`analytics_dlt.defaults`), added by the CLI and by `create_
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from analytics_api import __version__  # the one version, from package metadata
 __all__ = ["__version__"]

@@ -112,7 +112,7 @@ def _add_environment(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tap_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that say how `run` starts the tap (also read early, see `tap_flags`)."""
+    """The flags that say how `run` starts the tap."""
     parser.add_argument(
         "--config",
         help="tap config file (passed to the tap); required unless --environment is given, and"
@@ -125,25 +125,6 @@ def add_tap_flags(parser: argparse.ArgumentParser) -> None:
     )
     _add_environment(parser)
     _add_deletes(parser)
-
-
-def tap_flags(argv: list[str]) -> argparse.Namespace | None:
-    """The tap flags of a `run` command line, and the flags naming its pipeline, read without
-    building the whole parser (which imports dlt), so the tap can start first; None for another
-    command or unusable flags."""
-    if not argv or argv[0] != "run":
-        return None
-    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    add_tap_flags(early)
-    # the pipeline's identity, for its state hint (`dlt_bridge.state_hint`)
-    early.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
-    for flag in ("--pipelines-dir", "--destination", "--dataset-name"):
-        early.add_argument(flag)
-    try:
-        flags, _ = early.parse_known_args(argv[1:])
-    except (argparse.ArgumentError, SystemExit):
-        return None
-    return flags if flags.config and not flags.environment else None
 
 
 def build_parser() -> argparse.ArgumentParser:

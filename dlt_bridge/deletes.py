@@ -51,9 +51,9 @@ VERSIONS_KEY = "singer_versions"
 class TapFailedError(Exception):
     """The tap of a `run --deletes` exited non-zero: nothing of the run may be committed."""
 
-    def __init__(self, code: int) -> None:
+    def __init__(self, code: int, cause: str | None = None) -> None:
         self.code = code
-        super().__init__(f"the tap exited with code {code}")
+        super().__init__(f"the tap failed (exit {code})" + (f": {cause}" if cause else ""))
 
 
 class DeletionTracker:

@@ -1,7 +1,7 @@
 """`dlt-bridge run|native --environment NAME`: several accounts of the API, each on its own.
 
 Plans and sequences only: per environment of the environments file (`analytics_dlt.environments`)
-it builds the arguments of one ordinary `run` (`cli._load`) or `native` (`native.run_native`) and
+it builds the arguments of one ordinary `run` (`run.load_command`) or `native` (`run_native`) and
 calls it, in a place of its own: pipeline `analytics_<name>`; on DuckDB the file
 `analytics_<name>.duckdb` (dataset `analytics`), elsewhere the dataset `analytics_<name>`. All
 checks run before the first environment (exit 2, nothing run); a failing environment is reported
@@ -26,11 +26,9 @@ from typing import Any
 import yaml
 
 from analytics_api.redact import redact
-from analytics_dlt import compat
-from analytics_dlt.defaults import BridgeDefaults
 from analytics_dlt.environments import (
     DATASET_NAME,
-    OPTION_TYPES,
+    OPTIONAL_FIELDS,
     Environment,
     EnvironmentsError,
     environments_path,
@@ -43,25 +41,9 @@ log = logging.getLogger("dlt_bridge")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 ALL = "all"
-OPTIONS = tuple(name for name in OPTION_TYPES if name != "deletes")
+OPTIONS = tuple(name for name in OPTIONAL_FIELDS if name != "deletes")
 """Environment fields that are also tap settings and `native` flags of the same name."""
 _DUCKDB = "duckdb"
-STAGING_LAYOUT = "staging_%s"
-"""Where dlt stages merges (as analytics_dagster does): dlt's `<dataset>_staging` would be the
-dataset of environment `<name>_staging` on a server, and in `analytics_staging.duckdb`
-(environment `staging`) the name of the file's own catalog, which fails every merge."""
-
-
-class _Defaults(BridgeDefaults):
-    """STAGING_LAYOUT for the environments' pipelines only, after every user source, however
-    their destination is built (`analytics_dlt.defaults` explains the mechanism)."""
-
-    @property
-    def name(self) -> str:
-        return "dlt-bridge environments"
-
-
-_STAGING = _Defaults()
 
 
 @dataclass
@@ -110,7 +92,6 @@ class Outcome:
 def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Plan every selected environment, then run them one after another; see the module doc."""
     environ = os.environ if environ is None else environ
-    compat.add_provider(_STAGING)
     try:
         plans = plan_runs(args, environ)
     except EnvironmentsError as exc:
@@ -259,8 +240,6 @@ def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, st
 
     try:
         name = _destination_name(args.destination, env.pipeline_name, args.pipelines_dir)
-        layout = ("destination", name, "staging_dataset_name_layout")
-        _STAGING.set_pipeline_defaults(env.pipeline_name, {layout: STAGING_LAYOUT})
         dataset = DATASET_NAME if name == _DUCKDB else env.server_dataset
         options = LoadOptions(
             pipeline_name=env.pipeline_name,
@@ -335,7 +314,8 @@ def _run(plan: Plan) -> int:
         from analytics_source.cli import run_native
 
         return run_native(plan.args, api_key=plan.api_key)
-    from dlt_bridge.cli import _load
+    from dlt_bridge.args import options_from_args
+    from dlt_bridge.run import load_command
 
     with tempfile.TemporaryDirectory(prefix="dlt-bridge-env-") as tmpdir:  # mode 0700
         path = os.path.join(tmpdir, "tap-config.json")
@@ -344,7 +324,7 @@ def _run(plan: Plan) -> int:
             json.dump({**plan.tap_config, "api_key": plan.api_key}, fh)
         args = argparse.Namespace(**vars(plan.args))
         args.config = path
-        return _load(args, run_tap=True)
+        return load_command(args, options_from_args(args), run_tap=True)
 
 
 def report(outcomes: list[Outcome]) -> None:

@@ -153,9 +153,9 @@ class SingerLoader:
             pipeline.abort_packages()
             log.info("nothing new: no rows, the same schemas and state; nothing to load")
             return
-        log.info("extracted %s records so far; normalizing", f"{received:,}")
+        log.debug("extracted %s records so far; normalizing", f"{received:,}")
         pipeline.normalize()
-        log.info("loading")
+        log.debug("loading the package into the destination")
         info: LoadInfo = pipeline.load(**load_workers(pipeline))
         self.summary.load_ids.extend(info.loads_ids)
         trace = pipeline.last_trace

@@ -20,12 +20,6 @@ def tap_config_for(api: FakeHandle, **extra: Any) -> dict[str, Any]:
     return {"api_key": api.token, "base_url": api.url, **extra}
 
 
-@pytest.fixture(autouse=True)
-def _own_state_hints(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
-    """Each test keeps `dlt-bridge run`'s state hints in its own directory (not ~/.cache)."""
-    monkeypatch.setenv("DLT_BRIDGE_STATE_HINTS", str(tmp_path_factory.mktemp("state-hints")))
-
-
 @pytest.fixture
 def fake_api() -> Iterator[FakeAPI]:
     """The fake API with the small default dataset, in a thread of the test process.

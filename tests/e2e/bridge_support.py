@@ -89,7 +89,7 @@ failing at that point would."""
 
 def failed_at(stderr: str, step: str) -> bool:
     """Whether the bridge reported a dlt failure at `step` (normalize or load)."""
-    return "load failed" in stderr and f"failed at `step={step}`" in stderr
+    return f"load failed at the {step} step" in stderr
 
 
 def common_args(workdir: Path) -> list[str]:

@@ -53,16 +53,25 @@ def test_an_unchanged_run_reads_the_api_and_commits_nothing(fake_api: Any, tmp_p
     assert_tables_equal_dump(tmp_path, all_dumps(fake_api))
 
 
-def test_the_early_tap_stops_when_the_destination_is_unusable(
-    fake_api: Any, tmp_path: Path
-) -> None:
+def test_help_sends_no_request_and_writes_nothing(fake_api: Any, tmp_path: Path) -> None:
+    """Regression: `run --config c.json --help` used to start a tap (and a sync) before the help
+    printed."""
+    config = write_tap_config(tmp_path, fake_api)
+    fake_api.reset_stats()
+    result = run_bridge_process(tmp_path, ["run", "--config", str(config), "--help"])
+    assert result.returncode == 0 and "--deletes" in result.stdout
+    assert fake_api.stats()["total"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [config.name]
+
+
+def test_an_unusable_destination_sends_no_request(fake_api: Any, tmp_path: Path) -> None:
     config = write_tap_config(tmp_path, fake_api)
     fake_api.reset_stats()
     result = run_bridge_process(
         tmp_path, ["run", "--config", str(config), "--destination", "no_such_destination"]
     )
     assert result.returncode != 0
-    assert fake_api.stats()["total"] == 0  # the tap never got a state, so never synced
+    assert fake_api.stats()["total"] == 0  # the tap is started only once the state is known
 
 
 def _load(tmp_path: Path, *messages: dict[str, Any]) -> Any:
@@ -108,6 +117,6 @@ def test_one_connection_keeps_the_duckdb_settings(tmp_path: Path) -> None:
         options = LoadOptions("tap_analytics", pipelines_dir=str(tmp_path / "pipelines"))
         pipeline = create_pipeline(options)
         assert options.duckdb_file == str(tmp_path / "tap_analytics.duckdb")
-        with one_connection(pipeline, options.duckdb_file) as held, held.sql_client() as client:
+        with one_connection(pipeline, options) as held, held.sql_client() as client:
             limit = client.execute_sql("select current_setting('memory_limit')")
     assert limit == [("61.0 MiB",)]  # the bridge's 64MB default for parquet loads into a file

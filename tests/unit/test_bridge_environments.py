@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import dlt_bridge.cli as cli
 import dlt_bridge.environments as environments
+import dlt_bridge.run as bridge_run
 from dlt_bridge.args import build_parser
 from dlt_bridge.cli import main
 
@@ -285,12 +285,12 @@ def test_run_hands_the_key_to_the_tap_in_a_private_file_that_is_removed(
 ) -> None:
     seen: list[tuple[dict[str, Any], int, str]] = []
 
-    def fake_load(args: argparse.Namespace, *, run_tap: bool) -> int:
+    def fake_load(args: argparse.Namespace, options: Any, *, run_tap: bool) -> int:
         mode = stat.S_IMODE(os.stat(args.config).st_mode)
         seen.append((json.loads(Path(args.config).read_text("utf-8")), mode, args.config))
         return 0
 
-    monkeypatch.setattr(cli, "_load", fake_load)
+    monkeypatch.setattr(bridge_run, "load_command", fake_load)
     assert bridge(workdir, "run", "--environment", "beta") == 0
     ((config, mode, path),) = seen
     assert config == {"base_url": "https://beta.example.com", "api_key": SECRET_B}

@@ -87,6 +87,7 @@ class SingerLoader:
         self._streams: dict[str, StreamBuffer] = {}
         self._sequence = SequenceGenerator()
         self._exhausted = False
+        self._warned_activate = False
         self._segment_state: Any = None
         self._segment_has_state = False
         self._committed_state: Any = None
@@ -220,11 +221,13 @@ class SingerLoader:
                 stream = streams.get(message.stream)  # type: ignore[union-attr]
                 has_schema = stream is not None and stream.validator is not None
                 deletes.on_activate(line, message, has_schema, source_state)  # type: ignore[arg-type]
-            elif kind is ActivateVersionMessage:
-                log.debug(
-                    "line %d: ACTIVATE_VERSION for %r ignored (merge/append tables keep rows)",
+            elif kind is ActivateVersionMessage and not self._warned_activate:
+                self._warned_activate = True
+                log.warning(
+                    "line %d: ACTIVATE_VERSION received but deletions are off: rows deleted"
+                    " upstream stay in the tables. Use --deletes soft|hard (target-dlt: the"
+                    " `deletes` setting) to apply it.",
                     line,
-                    message.stream,  # type: ignore[union-attr]
                 )
         self._exhausted = True
         yield from self._flush_all()

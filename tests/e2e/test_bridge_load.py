@@ -269,10 +269,14 @@ def test_unknown_message_type_warns_once_per_type(tmp_path: Path) -> None:
     assert count(tmp_path, "apps") == 1
 
 
-def test_activate_version_is_ignored(tmp_path: Path) -> None:
+def test_activate_version_with_deletions_off_keeps_rows_and_warns_once(tmp_path: Path) -> None:
+    """Regression: ACTIVATE_VERSION was dropped with a debug line, so a Meltano set-up for
+    deletions silently deleted nothing."""
     av = {"type": "ACTIVATE_VERSION", "stream": "apps", "version": 5}
     res = load(tmp_path, APPS, av, {**app(1), "version": 5}, av)
     assert res.returncode == 0 and count(tmp_path, "apps") == 1
+    warnings = [line for line in res.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "--deletes" in warnings[0]
 
 
 def test_state_printed_only_after_a_successful_load(tmp_path: Path) -> None:

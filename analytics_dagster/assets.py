@@ -4,6 +4,11 @@
 one asset each. That source is built with a placeholder URL and key and is never run, so the
 code location loads without any API key. A run builds the real source for its partition's
 environment, with that environment's options and key, and its own pipeline and destination.
+
+Every run of a partition, however it was launched (schedule, job or asset backfill, the UI,
+`dagster asset materialize`), first takes the environment's run guard (`analytics_dlt.guard`).
+A run that finds another run of its environment loading is skipped: it logs who holds it,
+materializes nothing and succeeds, so it spends no retry (the assets are `skippable`).
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations at
@@ -31,6 +36,7 @@ from analytics_dagster.destinations import describe, environment_pipeline, spec_
 from analytics_dagster.failures import failure_message, is_transient
 from analytics_dagster.settings import OrchestrationSettings
 from analytics_dlt.environments import Environment
+from analytics_dlt.guard import RunBusyError, RunGuard
 from analytics_source import analytics_source
 
 ASSET_KEY_PREFIX = "analytics"
@@ -54,7 +60,8 @@ def _description(stream: StreamDefinition) -> str:
 
 
 class AnalyticsTranslator(DagsterDltTranslator):
-    """Asset keys `analytics/<stream>` in group `analytics`, no upstream placeholder assets.
+    """Asset keys `analytics/<stream>` in group `analytics`, no upstream placeholder assets,
+    skippable (a run skipped because its environment is busy materializes none of them).
 
     dagster-dlt's default makes each table depend on an unmaterializable
     `analytics_<stream>` asset; the API is not a Dagster asset, so the tables have no deps.
@@ -68,6 +75,7 @@ class AnalyticsTranslator(DagsterDltTranslator):
             deps=[],
             group_name=GROUP_NAME,
             description=_description(stream),
+            skippable=True,
         )
 
 
@@ -122,33 +130,44 @@ def load_environment(
     """Run one environment's source into its own place; failures name the environment.
 
     The key is read here, in the run, from the variable the environments file names; a
-    missing or unusable key fails this run alone. Transient failures ask Dagster for another
-    attempt of this step (`RetryRequested`, up to `ANALYTICS_RETRIES`); others fail at once.
+    missing or unusable key fails this run alone. The environment's run guard is taken before
+    its pipeline is made (dagster-dlt drops the pipeline's working folder); when another run
+    holds it this run is skipped. Transient failures ask Dagster for another attempt of this
+    step (`RetryRequested`, up to `ANALYTICS_RETRIES`); others fail at once.
     """
     secret: str | None = None
     try:
         secret = environment.api_key()
         source = analytics_source(**environment.source_options(), api_key=secret)
-        pipeline = environment_pipeline(environment, settings)
     except Exception as exc:  # a missing key or an unusable setting: retrying cannot help
         raise Failure(description=failure_message(environment, exc, secret)) from None
-    context.log.info(
-        f"environment '{environment.name}': loading into {describe(environment, settings)}"
-    )
+    label = f"environment '{environment.name}'"
     try:
-        yield from resource.run(
-            context=context,
-            dlt_source=source,
-            dlt_pipeline=pipeline,
-            dagster_dlt_translator=TRANSLATOR,
-        )
+        with RunGuard(label, by=f"Dagster run {context.run_id[:8]}") as guard:
+            guard.hold_pipeline(environment.pipeline_name)
+            try:
+                pipeline = environment_pipeline(environment, settings)
+            except Exception as exc:  # an unusable setting: retrying cannot help
+                raise Failure(description=failure_message(environment, exc, secret)) from None
+            guard.hold_destination(pipeline)
+            context.log.info(f"{label}: loading into {describe(environment, settings)}")
+            yield from resource.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                dagster_dlt_translator=TRANSLATOR,
+            )
+    except RunBusyError as busy:
+        context.log.warning(f"{busy} (skipped)")
+    except Failure:
+        raise
     except Exception as exc:
         message = failure_message(environment, exc, secret)
         attempt = context.retry_number
         if is_transient(exc) and attempt < settings.retries:
             wait = settings.retry_wait(attempt)
             context.log.warning(
-                f"environment '{environment.name}': attempt {attempt + 1} of "
+                f"{label}: attempt {attempt + 1} of "
                 f"{settings.retries + 1} failed, trying again in {wait:g} s: {message}"
             )
             raise RetryRequested(max_retries=settings.retries, seconds_to_wait=wait) from Failure(

@@ -2,12 +2,16 @@
 
 Every message starts with `environment '<name>'`, so a failure in Dagster's UI, logs or alerts
 says which account broke, and has the key masked even if something upstream quoted it. A retry
-is asked for only when waiting can help: the API or the destination was unavailable. A wrong
-key, a bad setting or a malformed response fails at once.
+is asked for only when waiting can help: the API or the destination was unavailable, or another
+run created the same schema at the same moment. A wrong key, a bad setting or a malformed
+response fails at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from dlt.common.destination.exceptions import SchemaUpdateError
 from dlt.common.exceptions import TerminalException
 
 from analytics_api.errors import (
@@ -21,6 +25,9 @@ from analytics_api.redact import redact
 from analytics_dlt.environments import Environment
 
 MAX_MESSAGE_CHARS = 2000
+ALREADY_EXISTS = ("23505", "42P06", "42P07", "42710")
+"""PostgreSQL's unique_violation (two `CREATE SCHEMA IF NOT EXISTS` at once collide on
+`pg_namespace_nspname_index`), duplicate_schema, duplicate_table and duplicate_object."""
 
 
 def contract_error(exc: BaseException) -> AnalyticsAPIError | None:
@@ -34,12 +41,46 @@ def is_transient(exc: BaseException) -> bool:
     The contract's errors are final except an exhausted retry budget (the API was down or
     rate-limiting through every HTTP retry). Outside the API, dlt marks final errors as
     `TerminalException` (missing credentials, a schema the destination refuses); anything else
-    (a connection refused by the destination, a locked DuckDB file) is worth another attempt.
+    (a connection refused by the destination, a locked DuckDB file) is worth another attempt,
+    and so is dlt's terminal `SchemaUpdateTerminalError` when it is a schema-creation race.
     """
     error = contract_error(exc)
     if error is not None:
         return isinstance(error, RetryBudgetExhaustedError)
+    if is_schema_race(exc):
+        return True
     return not any(isinstance(e, TerminalException) for e in wrapped_errors(exc))
+
+
+def is_schema_race(exc: BaseException) -> bool:
+    """dlt could not create or update the schema because the same objects appeared at that
+    moment: another run (on another machine, with its own dlt folder) created them. dlt says a
+    retry is then safe: it reads the destination again and applies only what is missing."""
+    errors = list(_all_errors(exc))
+    if not any(isinstance(e, SchemaUpdateError) for e in errors):
+        return False
+    try:
+        from psycopg2 import errors as pg
+    except ImportError:  # no PostgreSQL driver: not a PostgreSQL failure
+        return False
+    races = tuple(pg.lookup(code) for code in ALREADY_EXISTS)
+    return any(isinstance(e, races) for e in errors)
+
+
+def _all_errors(exc: BaseException) -> Iterator[BaseException]:
+    """`wrapped_errors`, and what dlt's destination errors hold (`cause`, `dbapi_exception`)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        for error in wrapped_errors(stack.pop()):
+            if id(error) in seen:
+                continue
+            seen.add(id(error))
+            yield error
+            for name in ("cause", "dbapi_exception"):
+                inner = getattr(error, name, None)
+                if isinstance(inner, BaseException):
+                    stack.append(inner)
 
 
 def failure_message(environment: Environment, exc: BaseException, secret: str | None) -> str:

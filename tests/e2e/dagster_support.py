@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,21 +159,31 @@ class Workspace:
             self.timings[label] = result.seconds
         return result
 
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> Started:
+        """`dagster <args>` in the background; `.wait()` gives its result. Its output goes to a
+        file, so a test that does not read it yet never blocks the process on a full pipe."""
+        argv = [str(self.dagster), *args]
+        output = self.root / f"output-{len(list(self.root.glob('output-*')))}.log"
+        with output.open("wb") as sink:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env=dict(env if env is not None else self.env()),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        return Started(["dagster", *args], proc, output, time.monotonic())
+
+    def materialize_args(self, partition: str) -> list[str]:
+        select = ["asset", "materialize", "-m", "analytics_dagster", "--select", "*"]
+        return [*select, "--partition", partition]
+
     def validate(self, **kw: Any) -> Result:
         return self.run("definitions", "validate", "-m", "analytics_dagster", **kw)
 
     def materialize(self, partition: str, **kw: Any) -> Result:
-        return self.run(
-            "asset",
-            "materialize",
-            "-m",
-            "analytics_dagster",
-            "--select",
-            "*",
-            "--partition",
-            partition,
-            **kw,
-        )
+        return self.run(*self.materialize_args(partition), **kw)
 
     def python(self, code: str, **kw: Any) -> Result:
         """`python -c code` with Dagster's interpreter (next to the `dagster` script)."""
@@ -182,6 +194,26 @@ class Workspace:
 
     def duckdb_files(self) -> list[str]:
         return sorted(p.name for p in self.workdir.glob("*.duckdb"))
+
+
+@dataclass
+class Started:
+    """A command running in the background (`Workspace.start`)."""
+
+    args: list[str]
+    proc: subprocess.Popen[bytes]
+    output: Path
+    started: float
+
+    def wait(self) -> Result:
+        try:
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        seconds = time.monotonic() - self.started
+        text = self.output.read_text("utf-8", errors="replace")
+        return Result(self.args, self.proc.returncode, text, seconds)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import pytest
 from analytics_api.streams import STREAMS
 from fake_api import DatasetConfig, FaultRule
 from tests.e2e import test_bridge_postgres
-from tests.e2e.bridge_support import count
+from tests.e2e.bridge_support import count, load_ids
 from tests.e2e.dagster_support import (
     REPO,
     Environment,
@@ -38,6 +38,7 @@ from tests.e2e.dagster_support import (
 )
 from tests.e2e.deletes_support import assert_live_rows_equal_dump, deleted_keys
 from tests.e2e.test_bridge_postgres import Target
+from tests.e2e.test_run_guard import HeldAPI
 from tests.postgres import PostgresCluster
 from tests.support import all_dumps
 
@@ -378,3 +379,147 @@ def test_the_documented_instance_configuration_loads(workspace: Factory) -> None
     info = ws.run("instance", "info", label="instance info").check()
     assert "applyLimitPerUniqueValue: true" in info.output
     assert "retry_on_asset_or_op_failure: false" in info.output
+
+
+# -- one run per environment at a time (analytics_dlt.guard) ----------------------------------
+
+JOB_RUN_TAGS = {"dagster/partition": "prod"}
+"""How a schedule tick, a job backfill or the UI's job launch tags a run of partition prod."""
+ASSET_BACKFILL_TAGS = {
+    "dagster/asset_partition_range_start": "prod",
+    "dagster/asset_partition_range_end": "prod",
+}
+"""How an asset backfill ("Materialize all") tags its run of partition prod instead."""
+BUSY = re.compile(
+    r"environment 'prod' is already loading since \d\d:\d\d:\d\d \(Dagster run \w{8}, pid \d+ on"
+    r" host \S+\); this run did nothing \(skipped\)"
+)
+
+
+def _job_run(ws: Workspace, tags: dict[str, str], **kw: Any) -> Any:
+    return ws.run(
+        "job", "execute", "-m", "analytics_dagster", "-j", "analytics_job", "--tags",
+        json.dumps(tags), **kw,
+    )  # fmt: skip
+
+
+def _assert_skipped(result: Any) -> None:
+    """The run succeeded, materialized nothing, spent no retry and printed no traceback."""
+    result.check()
+    assert BUSY.search(result.output), result.output[-3000:]
+    for event in ("ASSET_MATERIALIZATION", "STEP_UP_FOR_RETRY", "STEP_FAILURE", "Traceback"):
+        assert event not in result.output, event
+
+
+def _loads(ws: Workspace, name: str) -> list[str]:
+    with reading(ws, name) as folder:
+        return load_ids(folder)
+
+
+def test_a_second_run_of_an_environment_from_any_launch_path_is_skipped(
+    workspace: Factory,
+) -> None:
+    """`dagster asset materialize` holds prod (its requests held by the fake); a job run of
+    prod (schedule, job backfill) and an asset backfill's run of prod start meanwhile: each is
+    skipped, and the first loads prod exactly once."""
+    ws = workspace(prod={})
+    prod = _environment(ws, "prod").api
+    with HeldAPI(prod) as held:
+        first = ws.start(*ws.materialize_args("prod"))
+        held.wait_reached(first.proc)  # the first run holds prod's guard
+        as_job = _job_run(ws, JOB_RUN_TAGS, label="job run of prod (busy)")
+        as_backfill = _job_run(ws, ASSET_BACKFILL_TAGS, label="asset backfill run (busy)")
+        held.let_go()
+        loaded = first.wait().check()
+    for second in (as_job, as_backfill):
+        _assert_skipped(second)
+    assert "STEP_UP_FOR_RETRY" not in loaded.output
+    assert_equals_dump(ws, "prod", all_dumps(prod))
+    assert len(_loads(ws, "prod")) == 1  # one load, one state: the first run's
+
+    # nothing held any more: the asset backfill's kind of run loads prod itself
+    prod.mutate(share=0.3, seed=6)
+    _job_run(ws, ASSET_BACKFILL_TAGS, label="asset backfill run").check()
+    assert_equals_dump(ws, "prod", all_dumps(prod))
+    assert len(_loads(ws, "prod")) == 2
+
+
+def test_two_pods_of_one_environment_on_one_schema_load_it_once(
+    workspace: Factory, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """Runs on two machines: separate dlt folders (DLT_DATA_DIR), one PostgreSQL schema. The
+    dataset's advisory lock skips the second; the first loads the schema exactly."""
+    ws = workspace(prod={})
+    prod = _environment(ws, "prod").api
+    target = Target(postgres, tmp_path / "postgres")
+    server = {
+        "ANALYTICS_DESTINATION": "postgres",
+        "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(target.database),
+    }
+    pod_a = ws.env(**server, DLT_DATA_DIR=str(ws.root / "pod-a"))
+    pod_b = ws.env(**server, DLT_DATA_DIR=str(ws.root / "pod-b"))
+    with HeldAPI(prod) as held:
+        first = ws.start(*ws.materialize_args("prod"), env=pod_a)
+        held.wait_reached(first.proc)
+        second = ws.materialize("prod", env=pod_b, label="postgres: prod on pod b (busy)")
+        held.let_go()
+        first.wait().check()
+    _assert_skipped(second)
+    with mock.patch.object(test_bridge_postgres, "DATASET", "analytics_prod"):
+        target.assert_tables_equal_dump(all_dumps(prod))
+        assert target.query("SELECT count(*) FROM analytics_prod._dlt_loads") == [(1,)]
+
+
+FAILURE_PROBE = """
+import json, os
+import psycopg2
+from dlt.common.destination.exceptions import SchemaUpdateError
+from dlt.destinations.exceptions import DatabaseTerminalException
+from analytics_dagster.failures import is_transient
+
+def error(sql):
+    connection = psycopg2.connect(os.environ["PROBE_DSN"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    except psycopg2.Error as exc:
+        return exc
+    finally:
+        connection.close()
+
+def wrapped(cause, schema_update=True):
+    inner = DatabaseTerminalException(cause)
+    error = SchemaUpdateError.from_cause("analytics", [], inner) if schema_update else inner
+    try:
+        try:
+            raise error
+        except Exception as exc:
+            raise RuntimeError("Pipeline execution failed at `step=load`") from exc
+    except RuntimeError as outer:
+        return outer
+
+duplicate = error("CREATE TEMP TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (1)")
+syntax = error("SELEC 1")
+print("PROBE " + json.dumps({
+    "schema race": is_transient(wrapped(duplicate)),
+    "schema update refused": is_transient(wrapped(syntax)),
+    "duplicate rows": is_transient(wrapped(duplicate, schema_update=False)),
+    "race class": type(wrapped(duplicate).__cause__).__name__,
+}))
+"""
+
+
+def test_the_schema_creation_race_is_retried_other_schema_errors_are_not(
+    workspace: Factory, postgres: PostgresCluster
+) -> None:
+    """dlt's SchemaUpdateTerminalError caused by PostgreSQL's unique violation (two runs
+    creating one schema at once; dlt says a retry is safe) is transient; a schema update the
+    server refuses, and a unique violation outside a schema update, stay final."""
+    ws = workspace(prod={})
+    env = ws.env(keys=False, PROBE_DSN=postgres.dsn())
+    assert _probe(ws.python(FAILURE_PROBE, env=env)) == {
+        "schema race": True,
+        "schema update refused": False,
+        "duplicate rows": False,
+        "race class": "SchemaUpdateTerminalError",
+    }

@@ -10,18 +10,32 @@ overrides or reads private names here and nowhere else:
   and encoder would change nothing, and cost half the run time.
 * `Stream._increment_stream_state`: bookmarks must be compared as instants. The SDK keeps the
   larger of two values compared as text, so the tap hands it a canonical form of the value.
+  These streams are unsorted (`is_sorted = False`): the SDK keeps the new bookmark in the
+  state's `PROGRESS_MARKERS` and promotes it when the stream's scan is complete, and logs a
+  warning each time it creates that entry (once per stream, every run). The tap creates the
+  entry itself, exactly as the SDK writes it, so the state is the same and the warning, true of
+  every run by design, is said once in docs/incremental.md instead.
 * `Stream._write_starting_replication_value` (and the state key it writes, `STARTING_MARKER`):
   the SDK writes the same starting bookmark into a child stream's (unpartitioned) state and
   logs "Starting incremental sync" before every parent's sync; the tap skips the repeats while
   the value is still there (2,000 log lines and state look-ups for 1,000 applications).
 * `Stream._stream_version` and `Stream.state_manager.is_flushed`: read and set by the fast path
   exactly as the SDK's own `_write_record_message` does.
+* `Stream._process_record`: a record that is not emitted (not newer than the bookmark) still
+  has its children synced, by the SDK's own rule for an emitted record (children of a record
+  a stream map filters out are skipped).
+* The mapper's classes (`SameRecordTransform`, `StreamMap.flattening_enabled`): the fast path
+  is taken only while they say every record passes unchanged (`records_pass_unchanged`).
 * `Stream._write_activate_version_message`: `Stream.sync` (final) sends ACTIVATE_VERSION before
   the records, once per call (once per parent for a child stream). The tap holds it back and
   sends it once after the stream's complete scan (`tap_analytics.versions`), through the same
   method. `Stream._write_schema_message` goes first, so a child stream that was never synced
   (no parent left) still has its SCHEMA before its ACTIVATE_VERSION; `Stream._initialized_at`
   gives that stream the version the SDK gives records (`Stream.sync`).
+
+Not private, but relied on in the same way and tested with them: the SDK uses the counter and
+the timer of the documented `Stream.get_record_counter` / `get_sync_timer` once per sync
+(`tap_analytics.quiet`).
 
 `PRIVATE_HOOKS` lists them with the parameters the tap relies on; `tests/unit/test_compat.py`
 checks each against the installed singer-sdk and that a small sync still goes through it, so a
@@ -37,14 +51,18 @@ from typing import Any
 
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._state import STARTING_MARKER
+from singer_sdk.helpers._state import PROGRESS_MARKER_NOTE, PROGRESS_MARKERS, STARTING_MARKER
 from singer_sdk.helpers.types import Context
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase
 
 if t.TYPE_CHECKING:
     from tap_analytics.writer import FastSingerWriter
 
 P = inspect.Parameter
+
+UNSORTED_NOTE = {PROGRESS_MARKER_NOTE: "Progress is not resumable if interrupted."}
+"""What the SDK writes into a new `PROGRESS_MARKERS` entry of an unsorted stream's state."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,15 @@ PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
         (("full_table_version", P.POSITIONAL_OR_KEYWORD),),
     ),
     PrivateHook(Stream, "_write_schema_message", ()),
+    PrivateHook(
+        Stream,
+        "_process_record",
+        (
+            ("record", P.POSITIONAL_OR_KEYWORD),
+            ("child_context", P.POSITIONAL_OR_KEYWORD),
+            ("partition_context", P.POSITIONAL_OR_KEYWORD),
+        ),
+    ),
     PrivateHook(
         Stream, "_write_starting_replication_value", (("context", P.POSITIONAL_OR_KEYWORD),)
     ),
@@ -145,8 +172,26 @@ class CompatStream(Stream):
     ) -> None:
         value = self.bookmark_value(latest_record)
         if value is not None:
+            if not self.is_sorted:  # the SDK's entry, made before it warns that it makes it
+                state = self.get_context_state(context)
+                state.setdefault(PROGRESS_MARKERS, dict(UNSORTED_NOTE))
             rk = t.cast("str", self.replication_key)
             super()._increment_stream_state({rk: value}, context=context)
+
+    def records_pass_unchanged(self) -> bool:
+        """The SDK's per-record work would change no record: every property selected, no
+        stream map, no flattening (the fast record path is then taken)."""
+        maps = self.stream_maps
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and all(self.mask.get(("properties", name), True) for name in self.schema["properties"])
+        )
+
+    def sync_children(self, record: dict[str, Any], context: Context | None) -> None:
+        """Sync the children of a record that is not emitted, as the SDK does for one that is."""
+        self._process_record(record, child_context=context)
 
     def repeats_starting_value(self, context: Context | None) -> bool:
         """Writing the starting replication value for `context` again would change nothing

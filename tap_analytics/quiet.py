@@ -1,12 +1,10 @@
-"""One set of metrics and log lines per child stream, not one per parent record.
+"""One set of metrics per child stream, not one per parent record.
 
-The SDK syncs a child stream once per parent and logs two METRIC lines and two INFO lines each
-time: 8,000 lines for 2,000 parents, a real share of run time and of little use to anyone.
-Child streams here count into one running total (still logged every minute while it runs) and
-report once when the run ends. Of the two INFO lines, "Beginning sync of" is logged once per
-child stream (`AnalyticsStream.log`); "Starting incremental sync of" comes from the SDK's state
-manager, which the tap calls once per child stream (`repeats_starting_value`, through a private
-hook in `compat.py`). No logger is filtered.
+The SDK syncs a child stream once per parent and logs two METRIC lines each time: 4,000 lines
+for 2,000 parents, shown at the default level. Child streams here count into one running total
+(still logged every minute while it runs) and report once when the run ends, through the
+SDK's documented override points `Stream.get_record_counter` and `Stream.get_sync_timer`
+(`tests/unit/test_compat.py` checks that the SDK still uses them once per sync).
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ sends every record every run (`tap_analytics.versions` for its ACTIVATE_VERSION)
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 import time
 import typing as t
 from collections.abc import Iterable, Iterator
@@ -20,9 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
-from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.helpers.types import Context
-from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from analytics_api.client import ApiClient
@@ -39,9 +35,6 @@ if t.TYPE_CHECKING:
     from tap_analytics.tap import TapAnalytics
 
 Records = list[dict[str, Any]]
-_CHILD_ABORTED = (AbortedSyncFailedException, AbortedSyncPausedException)
-_ONCE_PER_RUN = "Beginning sync of"
-"""The SDK's per-sync INFO line: a child stream is synced once per parent, this is logged once."""
 
 
 @dataclass(slots=True)
@@ -57,10 +50,12 @@ class AnalyticsStream(VersionedStream, ChildTotals):
     definition: t.ClassVar[StreamDefinition]
     child_key: t.ClassVar[str] = ""
     """Name under which this stream's id is passed to its child streams (`app_id`, `src_id`)."""
-    is_sorted = False  # upstream orders by id (or name), never by updatedAt
+    # Upstream orders by id (or name), never by updatedAt: the SDK keeps the new bookmark aside
+    # and promotes it when the stream's scan is complete (docs/incremental.md).
+    is_sorted = False
     # `ignore_parent_replication_key` stays False: its only effect in the SDK is to force the
     # parent to full table. Children never depend on the parent's bookmark here: every
-    # parent's children are synced, changed or not (see `_visit_children`).
+    # parent's children are synced, changed or not (see `_new_records`).
 
     def __init__(self, tap: TapAnalytics) -> None:
         super().__init__(tap=tap, name=self.definition.name, schema=self.definition.schema)
@@ -71,7 +66,6 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             # a state that grows with the number of parents after every parent.
             self.state_partitioning_keys = []
         self._tap_analytics = tap
-        self._sync_logged = False
         self._thresholds: tuple[str | None, str | None] | None = None
         self._extracted_at: tuple[float, str] = (0.0, "")
         self._newest: str | None = None  # newest replication value passed to the SDK this run
@@ -131,14 +125,6 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             return False
         return True
 
-    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
-        """As the SDK's, but a child stream says "Beginning sync of" once, not per parent."""
-        if self.definition.is_child and level == logging.INFO and message.startswith(_ONCE_PER_RUN):
-            if self._sync_logged:
-                return
-            self._sync_logged = True
-        super().log(message, *args, level=level, **kwargs)
-
     # -- records --------------------------------------------------------------------------
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -157,7 +143,7 @@ class AnalyticsStream(VersionedStream, ChildTotals):
     def _new_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """The records to emit; an unchanged parent is not emitted, its children are synced."""
         is_new, fields = self._is_new, self._field_filter
-        visit = self._visit_children if self._has_selected_children else None
+        visit = self.sync_children if self._has_selected_children else None
         scanned = emitted = 0
         try:
             for record in self._scan_records(context):
@@ -195,19 +181,6 @@ class AnalyticsStream(VersionedStream, ChildTotals):
             yield record  # the SDK syncs its children, which take their lists, before resuming
             for key in lists:
                 prefetched.pop(key, None)  # not taken: a stream map filtered the parent out
-
-    def _visit_children(self, record: dict[str, Any], context: Context | None) -> None:
-        """Sync the children of a record that is not emitted, as the SDK does for emitted ones."""
-        if not self.stream_maps[0].get_filter_result(record):
-            return  # the SDK skips the children of a record a stream map filters out
-        for child_context in self.generate_child_contexts(record, context):
-            if child_context is None:
-                continue
-            for child in self.child_streams:
-                if child.selected or child.has_selected_descendents:
-                    # as the SDK: an aborted child (record limit of --test) lets the rest go on
-                    with contextlib.suppress(*_CHILD_ABORTED):
-                        child.sync(context=dict(child_context))
 
     @cached_property
     def _has_selected_children(self) -> bool:
@@ -345,18 +318,10 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         already JSON types; the SDK's conformance would pass them through unchanged.
         Anything else (stream maps, flattening, field deselection) takes the SDK's full path.
         """
-        maps = self.stream_maps
-        all_selected = all(
-            self.mask.get(("properties", name), True) for name in self.schema["properties"]
-        )
         writer = self._tap_analytics.message_writer
-        plain = (
-            len(maps) == 1
-            and type(maps[0]) is SameRecordTransform
-            and not maps[0].flattening_enabled
-            and all_selected
-        )
-        return writer if plain and isinstance(writer, FastSingerWriter) else None
+        if isinstance(writer, FastSingerWriter) and self.records_pass_unchanged():
+            return writer
+        return None
 
     def time_extracted(self) -> str:
         """One timestamp per second of extraction, not one `datetime.now()` per record."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib.messages import RecordMessage
 
 import tap_analytics
-from tap_analytics.compat import PRIVATE_HOOKS, STARTING_MARKER, CompatStream, PrivateHook
+from tap_analytics.compat import (
+    PRIVATE_HOOKS,
+    PROGRESS_MARKERS,
+    STARTING_MARKER,
+    UNSORTED_NOTE,
+    CompatStream,
+    PrivateHook,
+)
 from tap_analytics.streams import AnalyticsStream
 from tap_analytics.tap import TapAnalytics
 from tests.unit.mockapi import config, make_records, mock_api, run_tap, serve_everything
@@ -320,3 +328,107 @@ def test_starting_replication_value_is_written_once_per_child_stream_with_the_sa
         return [strip(m) for m in run.messages]
 
     assert without_signposts(skipped) == without_signposts(every_time)
+
+
+# -- Stream._process_record: children of a record that is not emitted ---------------------------
+
+
+def test_process_record_syncs_children_of_unchanged_parents_unless_a_map_filters_them() -> None:
+    """No application is newer than its bookmark, so none is emitted; their children are still
+    synced through `Stream._process_record`, which skips those of a parent a map filters out."""
+    state = {
+        "bookmarks": {
+            "applications": {
+                "replication_key": "updatedAt",
+                "replication_key_value": "2999-01-01T00:00:00Z",
+            }
+        }
+    }
+    maps = {"applications": {"__filter__": "id != 'app_000001'"}}
+    with mock_api() as api:
+        serve_everything(api, apps=3, per_app=2)
+        out = run_tap(config(stream_maps=maps), state=state)
+    assert out.records("applications") == []
+    assert {e["app_id"] for e in out.records("endpoints")} == {"app_000000", "app_000002"}, (
+        "Stream._process_record no longer syncs a record's children, or no longer skips those "
+        "of a record a stream map filters out"
+    )
+
+
+# -- the mapper's classes: when the fast record path is taken ---------------------------------
+
+
+def test_records_pass_unchanged_only_without_maps_flattening_or_deselection() -> None:
+    def passes(**settings: Any) -> dict[str, bool]:
+        tap = TapAnalytics(config=config(**settings), parse_env_config=False)
+        return {
+            name: stream.records_pass_unchanged()
+            for name, stream in tap.streams.items()
+            if isinstance(stream, CompatStream)
+        }
+
+    assert all(passes().values())
+    mapped = passes(stream_maps={"applications": {"name": "str(name).upper()"}})
+    assert not mapped["applications"] and mapped["tokens"], (
+        "SameRecordTransform no longer marks a stream without a map"
+    )
+    assert not any(passes(flattening_enabled=True, flattening_max_depth=1).values()), (
+        "StreamMap.flattening_enabled no longer says that flattening is on"
+    )
+
+
+# -- Stream._increment_stream_state: the unsorted stream's progress markers --------------------
+
+
+def test_progress_markers_are_created_as_the_sdk_creates_them() -> None:
+    """The entry the tap creates equals the one the SDK's own `increment_state` creates."""
+    from singer_sdk.helpers import _state
+
+    sdk_state: dict[str, Any] = {}
+    _state.increment_state(
+        sdk_state,
+        latest_record={"updatedAt": "2024-01-01T00:00:00Z"},
+        replication_key="updatedAt",
+        is_sorted=False,
+        check_sorted=True,
+    )
+    markers = dict(sdk_state[PROGRESS_MARKERS])
+    for key in ("replication_key", "replication_key_value"):
+        markers.pop(key)
+    assert markers == UNSORTED_NOTE, "singer-sdk writes other progress markers now"
+
+
+def test_a_clean_run_logs_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing at WARNING or above on a run without a problem (the SDK's notice that an unsorted
+    stream's progress is not resumable, once per stream, is not logged either)."""
+    caplog.set_level(logging.WARNING)
+    with mock_api() as api:
+        serve_everything(api, apps=3, per_app=2)
+        first = run_tap(config())
+        second = run_tap(config(), state=first.last_state)
+    assert first.records("endpoints") and second.of_type("STATE")
+    loud = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == []
+    bookmarks = first.last_state["bookmarks"]
+    assert all(PROGRESS_MARKERS not in b for b in bookmarks.values()), "markers not promoted"
+
+
+# -- Stream.get_record_counter / get_sync_timer: one set of metrics per child stream -----------
+
+
+def test_a_child_stream_reports_its_metrics_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
+    """The documented override points (`tap_analytics.quiet`): the SDK still uses the counter
+    and the timer they return once per sync, so a child stream synced for every parent
+    reports one record count and one duration for the run."""
+    caplog.set_level(logging.INFO, logger="singer_sdk.metrics")
+    with mock_api() as api:
+        serve_everything(api, apps=4, per_app=2)
+        run_tap(config())
+    points = [
+        r.args[0]
+        for r in caplog.records
+        if r.name == "singer_sdk.metrics" and isinstance(r.args, tuple) and r.args
+    ]
+    endpoints = [(p.metric, p.value) for p in points if p.tags.get("stream") == "endpoints"]
+    assert sorted(m for m, _ in endpoints) == ["record_count", "sync_duration"], endpoints
+    assert dict(endpoints)["record_count"] == 8

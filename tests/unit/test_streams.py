@@ -247,12 +247,3 @@ def test_max_concurrency_bounds_every_request_in_flight(limit: int) -> None:
     assert server.reached.is_set(), f"never {limit} requests in flight at once"
     assert server.most == limit, f"{server.most} requests in flight, max_concurrency={limit}"
     assert len(out.records("endpoints")) == 30 and len(out.records("ingest_source")) == 3
-
-
-def test_child_stream_logs_its_start_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
-    with mock_api() as api:
-        serve_everything(api, apps=4)
-        run_tap(config())
-    starts = [m for m in caplog.messages if m.startswith("Beginning sync of 'endpoints'")]
-    assert len(starts) == 1

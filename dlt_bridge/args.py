@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from analytics_source.cli import add_native_subcommand
+    from dlt_bridge.show import add_show_subcommand
+
+    _add_common(add_show_subcommand(sub))
 
     _add_environment(add_native_subcommand(sub))
     return parser

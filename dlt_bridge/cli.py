@@ -59,6 +59,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_environments(args)
     if args.command == "state":
         return _show_state(args)
+    if args.command == "show":
+        from dlt_bridge.show import show
+
+        return show(options_from_args(args), args.sql)
     if args.command == "native":
         from analytics_source.cli import run_native
 

@@ -1,4 +1,5 @@
-"""`dlt-bridge run/load --deletes {soft,hard}` on DuckDB against the fake API and scripted input."""
+"""`dlt-bridge load --deletes {soft,hard}` on DuckDB with Singer input from any tap
+(ACTIVATE_VERSION). Runs against the fake API, for both engines: test_deletes.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from typing import Any
 
 import pytest
 
-from analytics_api.streams import STREAMS_BY_NAME, child_path
-from fake_api import FakeAPI, FaultRule
 from tests.e2e.bridge_support import (
-    assert_tables_equal_dump,
     load_ids,
     record,
     rows,
@@ -18,79 +16,12 @@ from tests.e2e.bridge_support import (
     schema,
     singer_lines,
     state,
-    stored_state,
     tables,
 )
-from tests.e2e.deletes_support import (
-    NAMES,
-    assert_live_rows_equal_dump,
-    bridge_run,
-    deleted_keys,
-    snapshot,
-)
-from tests.support import all_dumps
 
 pytestmark = pytest.mark.e2e
 
 EXIT_BAD_INPUT = 3
-
-
-def test_soft_marks_exactly_the_deleted_keys_and_a_returning_record_is_live_again(
-    fake_api: FakeAPI, tmp_path: Path
-) -> None:
-    first = bridge_run(tmp_path, fake_api)
-    assert first.returncode == 0, first.stderr[-3000:]
-    deleted = fake_api.delete_records(share=0.2, seed=5)
-    soft = bridge_run(tmp_path, fake_api, "--deletes", "soft")
-    assert soft.returncode == 0, soft.stderr[-3000:]
-    assert_live_rows_equal_dump(tmp_path, fake_api)
-    for name in NAMES:
-        assert deleted[name], name
-        assert deleted_keys(tmp_path, name) == set(deleted[name]), name
-    # the same run again changes nothing
-    before = snapshot(tmp_path)
-    again = bridge_run(tmp_path, fake_api, "--deletes", "soft")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert snapshot(tmp_path) == before
-    # the deleted records come back upstream: live again, nothing marked
-    fake_api.reset_data()
-    back = bridge_run(tmp_path, fake_api, "--deletes", "soft")
-    assert back.returncode == 0, back.stderr[-3000:]
-    assert_live_rows_equal_dump(tmp_path, fake_api)
-    for name in NAMES:
-        assert deleted_keys(tmp_path, name) == set(), name
-
-
-def test_hard_makes_the_tables_equal_the_new_dump(fake_api: FakeAPI, tmp_path: Path) -> None:
-    assert bridge_run(tmp_path, fake_api).returncode == 0
-    fake_api.delete_records(share=0.25, seed=8)
-    hard = bridge_run(tmp_path, fake_api, "--deletes", "hard")
-    assert hard.returncode == 0, hard.stderr[-3000:]
-    assert_tables_equal_dump(tmp_path, all_dumps(fake_api))
-    fake_api.reset_data()  # back upstream: back in the table
-    assert bridge_run(tmp_path, fake_api, "--deletes", "hard").returncode == 0
-    assert_tables_equal_dump(tmp_path, all_dumps(fake_api))
-
-
-@pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_a_run_failing_part_way_deletes_and_marks_nothing(
-    fake_api: FakeAPI, tmp_path: Path, mode: str
-) -> None:
-    assert bridge_run(tmp_path, fake_api, "--deletes", mode).returncode == 0
-    before, state_before, loads_before = (
-        snapshot(tmp_path),
-        stored_state(tmp_path),
-        load_ids(tmp_path),
-    )
-    fake_api.delete_records(share=0.3, seed=2)
-    source = fake_api.dump("ingest_source")[0]["id"]
-    path = child_path(STREAMS_BY_NAME["ingest_source_endpoint"].path, src_id=source)
-    fake_api.add_fault_rule(FaultRule("503", path))  # beyond the retry budget (1 retry)
-    failed = bridge_run(tmp_path, fake_api, "--deletes", mode)
-    assert failed.returncode == 4
-    assert snapshot(tmp_path) == before
-    assert stored_state(tmp_path) == state_before
-    assert load_ids(tmp_path) == loads_before
 
 
 def test_off_ignores_activate_version(tmp_path: Path) -> None:

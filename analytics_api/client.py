@@ -11,14 +11,16 @@ Only `requests` and `msgspec`: no singer-sdk, no dlt.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import requests
@@ -150,13 +152,11 @@ class ApiClient:
                 with self._slots:
                     return self._attempt(where, path, query, child)
             except _RETRYABLE as exc:
-                reason = _describe(exc, self.settings.api_key)
+                reason, advice = _describe(exc, self.settings.api_key, policy.timeout, self._base)
                 if attempt == policy.max_retries:
                     raise RetryBudgetExhaustedError(
                         f"{where}: giving up after {policy.max_retries} retries; last failure: "
-                        f"{reason}. The API may be down or rate-limiting; run again later "
-                        "(state up to the last committed record is kept), or raise "
-                        "`max_retries`.",
+                        f"{reason}. {advice}",
                         status=exc.status if isinstance(exc, TransientAPIError) else None,
                     ) from None
                 status = exc.status if isinstance(exc, TransientAPIError) else None
@@ -330,9 +330,67 @@ def error_detail(body: bytes, secret: str) -> str:
     return f" ({excerpt(body, secret, 120)})"
 
 
-def _describe(exc: Exception, secret: str) -> str:
+_LATER = "run again later (state up to the last committed record is kept)"
+
+
+def _describe(exc: Exception, secret: str, timeout: float, base_url: str) -> tuple[str, str]:
+    """The root cause of a failed attempt in a few words, and what to do if it persists.
+
+    requests wraps the cause two or three levels deep (a `MaxRetryError` whose reason wraps
+    the socket's error); its own text is a truncated repr that hides it.
+    """
+    url = urlsplit(base_url)
+    host = url.hostname or base_url
+    if isinstance(exc, TransientAPIError):
+        if exc.status == 429:
+            advice = f"The API is rate-limiting this key; {_LATER}, or raise `max_retries`."
+        else:
+            advice = f"The API may be down; {_LATER}, or raise `max_retries`."
+        return excerpt(str(exc), secret, 200), advice
     if isinstance(exc, requests.Timeout):
-        return "read timeout"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ConnectionError):
-        return f"connection error ({excerpt(type(exc).__name__ + ': ' + str(exc), secret, 120)})"
-    return excerpt(str(exc), secret, 200)
+        return (
+            f"timed out after {timeout:g} s",
+            f"The API did not answer in time; {_LATER}, or raise `request_timeout`.",
+        )
+    causes = list(_causes(exc))
+    if isinstance(exc, requests.exceptions.SSLError):
+        detail = next((str(c) for c in causes if type(c).__module__ == "ssl"), "")
+        return (
+            f"TLS failure with {host} ({excerpt(detail or str(exc), secret, 100)})",
+            "Check `base_url` (https only where the server speaks TLS) and the server's "
+            "certificate (a private CA goes in REQUESTS_CA_BUNDLE).",
+        )
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return (
+            f"cannot resolve host {host}",
+            "Check the host name in `base_url` and this machine's DNS / network.",
+        )
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return (
+            f"connection refused by {host}:{port}",
+            "Check `base_url` (host and port) and that the API is running there.",
+        )
+    if any(isinstance(c, ConnectionResetError) for c in causes):
+        reason = "connection reset by the server"
+    elif any(isinstance(c, http.client.RemoteDisconnected) for c in causes):
+        reason = "the server closed the connection without answering"
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        reason = "the connection broke before the whole response arrived"
+    else:
+        reason = f"connection failed ({excerpt(str(causes[-1]), secret, 120)})"
+    return reason, f"The API or a proxy on the way dropped it; {_LATER}, or raise `max_retries`."
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps (causes, contexts, arguments, urllib3's `reason`), deepest last."""
+    seen: set[int] = set()
+    queue: list[object] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        queue += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        queue += list(current.args)

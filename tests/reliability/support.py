@@ -370,9 +370,9 @@ RETRY_REASONS = {
     "502": "after HTTP 502",
     "503": "after HTTP 503",
     "504": "after HTTP 504",
-    "reset": "after connection error",
+    "reset": "after connection reset by the server",
     "truncated": "after HTTP 200 with a body that is not valid JSON",
-    "slow": "after read timeout",
+    "slow": "after timed out after",
 }
 """What the tap's retry log line says for each transient fault kind."""
 

@@ -38,9 +38,9 @@ SCENARIOS = [
     # (fault kind, stream, what the message says about the last failure, max_concurrency)
     ("503", "event_types", "HTTP 503", 1),
     ("429-no-retry-after", "endpoints", "HTTP 429", 8),
-    ("reset", "ingest_source_endpoint", "connection error", 1),
+    ("reset", "ingest_source_endpoint", "connection reset by the server", 1),
     ("truncated", "tokens", "HTTP 200 with a body that is not valid JSON", 8),
-    ("slow", "webhook_endpoint", "read timeout", 1),
+    ("slow", "webhook_endpoint", "timed out after 0.5 s", 1),
 ]
 
 

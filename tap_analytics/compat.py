@@ -5,6 +5,10 @@ overrides or reads private names here and nowhere else:
 
 * `PluginBase._validate_config`: the SDK's own messages quote the offending value (a mistyped
   API key ends up in the logs). The tap validates with messages that name the setting only.
+* `PluginBase.cb_config`, the command line's `--config` callback (public name, internal role):
+  a file that is missing, unreadable or not a JSON object raises `ConfigFileError`, whose
+  one-line message names the file and the fix, instead of a bare `FileNotFoundError` or a JSON
+  parser's message that does not say which file.
 * `Stream._write_record_message`: the fast record path. Records are parsed JSON already
   checked against the schema's field names; the SDK's per-record conformance, message object
   and encoder would change nothing, and cost half the run time.
@@ -45,6 +49,7 @@ framework change fails a test that names the hook instead of silently changing t
 from __future__ import annotations
 
 import inspect
+import json
 import typing as t
 from dataclasses import dataclass
 from typing import Any
@@ -126,8 +131,41 @@ PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
 """The overridden private methods (the private attributes are checked by the tests too)."""
 
 
+class ConfigFileError(Exception):
+    """A `--config` file that is missing, unreadable, or not a JSON object."""
+
+
+def config_file_problem(path: str) -> str | None:
+    """What is wrong with a config file, naming it and the fix; None when it is usable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        return (
+            f"config file {path!r} not found: pass --config the path of a JSON file that "
+            "holds at least api_key and base_url."
+        )
+    except OSError as exc:  # permission denied, a directory
+        return f"config file {path!r} cannot be read ({exc.strerror}): check it and its path."
+    except json.JSONDecodeError as exc:  # the message quotes no content, only a position
+        return f"config file {path!r} is not JSON (line {exc.lineno}: {exc.msg}): fix it."
+    except UnicodeDecodeError:
+        return f"config file {path!r} is not UTF-8 text: save it as UTF-8 JSON."
+    if not isinstance(value, dict):
+        return f'config file {path!r} holds no JSON object: write {{"api_key": ..., ...}}.'
+    return None
+
+
 class CompatTap(Tap):
-    """A tap whose config check never quotes a value."""
+    """A tap whose config check never quotes a value, and whose `--config` errors are short."""
+
+    @classmethod
+    def cb_config(cls, ctx: Any, param: Any, value: tuple[str, ...]) -> Any:
+        """The SDK's callback, once every file given (`ENV` aside) reads as a JSON object."""
+        for path in value:
+            if path != "ENV" and (problem := config_file_problem(path)):
+                raise ConfigFileError(problem)
+        return super().cb_config(ctx, param, value)
 
     def config_problems(self) -> list[str]:
         """Every problem with `self.config`, each naming the setting, never its value."""

@@ -299,12 +299,13 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         """Called once per stream at the end of the run: child totals, scanned vs emitted."""
         self.finish_totals()
         if self._scanned:
+            skipped = self._scanned - self._emitted
             self.logger.info(
-                "stream '%s': %d records read, %d emitted (the others are not newer than the "
-                "bookmark or start_date)",
+                "stream '%s': %d records read, %d emitted%s",
                 self.name,
                 self._scanned,
                 self._emitted,
+                f" ({skipped} not newer than the bookmark or start_date)" if skipped else "",
             )
         super().log_sync_costs()
 

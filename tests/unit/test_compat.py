@@ -25,6 +25,7 @@ from tap_analytics.compat import (
     STARTING_MARKER,
     UNSORTED_NOTE,
     CompatStream,
+    ConfigFileError,
     PrivateHook,
 )
 from tap_analytics.streams import AnalyticsStream
@@ -432,3 +433,26 @@ def test_a_child_stream_reports_its_metrics_once_per_run(caplog: pytest.LogCaptu
     endpoints = [(p.metric, p.value) for p in points if p.tags.get("stream") == "endpoints"]
     assert sorted(m for m, _ in endpoints) == ["record_count", "sync_duration"], endpoints
     assert dict(endpoints)["record_count"] == 8
+
+
+# -- PluginBase.cb_config: the command line's --config callback --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [(None, "not found"), ("{", "not JSON"), ("[1, 2]", "no JSON object"), (b"\xff", "UTF-8")],
+)
+def test_cb_config_is_what_the_command_line_calls_for_config_files(
+    tmp_path: Path, content: str | bytes | None, named: str
+) -> None:
+    path = tmp_path / "config.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    command = TapAnalytics.get_singer_command()
+    with pytest.raises(ConfigFileError) as info:
+        command.main(["--config", str(path), "--discover"], standalone_mode=False)
+    assert str(path) in str(info.value) and named in str(info.value), (
+        "singer-sdk's command line no longer reads --config through PluginBase.cb_config"
+    )

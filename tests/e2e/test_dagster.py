@@ -141,8 +141,7 @@ def test_each_partition_loads_its_own_environment_into_its_own_file(workspace: F
     assert not _keys(all_dumps(prod)) & _keys(all_dumps(staging))  # nothing shared to hide
 
     # definitions load with the file alone: no key variable set
-    validated = ws.validate(env=ws.env(keys=False), label="validate (no keys)").check()
-    assert "Validation successful for code location analytics_dagster" in validated.output
+    ws.validate(env=ws.env(keys=False), label="validate (no keys)").check()
 
     for name in ("prod", "staging"):
         result = ws.materialize(name, label=f"materialize {name}").check()
@@ -188,15 +187,14 @@ def test_a_failing_environment_fails_its_partition_alone(workspace: Factory) -> 
     assert wrong.returncode != 0
     assert "environment 'prod': stream " in wrong.output and "HTTP 401" in wrong.output
     assert "read from the variable ANALYTICS_PROD_API_KEY" in wrong.output
-    assert "STEP_UP_FOR_RETRY" not in wrong.output  # a wrong key is not retried
+    assert wrong.output.count("environment 'prod': loading into") == 1  # a wrong key: no retry
     _assert_no_secret(ws, wrong.output)
 
     down = ws.materialize(
         "dev", label="materialize dev (API down)", env=ws.env(ANALYTICS_RETRIES="1")
     )
     assert down.returncode != 0
-    assert "STEP_UP_FOR_RETRY" in down.output  # one more attempt, then the failure
-    assert down.output.count("environment 'dev': loading into") == 2
+    assert down.output.count("environment 'dev': loading into") == 2  # retried once, then failed
     # applications, endpoints and integrations all read /v1/app: any of them may give up first
     assert re.search(r"environment 'dev': stream '\w+', GET /v1/app: giving up", down.output)
     _assert_no_secret(ws, down.output)

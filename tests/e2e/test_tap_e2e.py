@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,13 +99,21 @@ def test_deleted_parent_skips_its_children_only(fake_api, tmp_path: Path) -> Non
     assert_equals_dump(_records(run), all_dumps(fake_api))
 
 
-def test_wrong_key_fails_fast_with_a_clear_message(fake_api, tmp_path: Path) -> None:
-    config = tap_config_for(fake_api)
-    config["api_key"] = "sk_wrong_key_123"
-    run = run_tap_process(tmp_path, config)
-    assert run.returncode != 0
-    assert "401" in run.stderr and "api_key" in run.stderr
-    assert "sk_wrong_key_123" not in run.stderr + run.stdout
+def test_a_clean_run_says_nothing_but_singer_metrics_at_the_default_level(
+    fake_api, tmp_path: Path
+) -> None:
+    """Singer's convention (METRIC lines on stderr) stays; the tap's INFO lines and warnings
+    that are true of every run do not show unless a level is set (errors: test_tap_errors)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("LOGLEVEL")}
+    run = run_tap_process(tmp_path, tap_config_for(fake_api), env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines and all("METRIC: " in line for line in lines), run.stderr[-2000:]
+    for stream in STREAMS:  # one record count per stream, children included
+        counts = [line for line in lines if f'"stream":"{stream.name}"' in line]
+        assert sum('"record_count"' in line for line in counts) == 1, stream.name
+    verbose = run_tap_process(tmp_path, tap_config_for(fake_api), env={**env, "LOGLEVEL": "INFO"})
+    assert len(verbose.stderr.splitlines()) > len(lines)
 
 
 def test_cli_test_mode_and_about(fake_api, tmp_path: Path) -> None:

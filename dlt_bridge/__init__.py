@@ -8,4 +8,5 @@ user's own settings (`analytics_dlt.defaults`), added by the CLI and by `create_
 from __future__ import annotations
 
 from analytics_api import __version__  # the one version, from package metadata
+
 __all__ = ["__version__"]

@@ -1,15 +1,18 @@
-"""The bridge's fixed and per-record cost against the tap alone (issue 13), for `make bench`.
+"""The bridge's fixed and per-record cost against the tap alone (issues 13, 19): `make bench`.
 
 Scenarios (each tool checked against the fake API's ground truth after every measured run):
 
 * `bridge100k`: 100,000 records: the tap alone into a file (baseline) and `dlt-bridge run` into
-  a new DuckDB file (target: <= 1.35x).
+  a new DuckDB file (target 13a, issue 19's limit: <= 2.0x; issue 13 asked 1.35x, below dlt's
+  own floor on this machine).
 * `unchanged`: 100,000 records, nothing changed since the previous run: the tap alone with the
   state of its previous run (baseline; checked: no RECORD, the same final state) and a second
-  `dlt-bridge run` on the DuckDB file its first run loaded (target: <= 1.15x).
+  `dlt-bridge run` on the DuckDB file its first run loaded, which starts the tap from the state
+  stored in that destination (target 13b, issue 19's limit: <= 1.5x, set once the state hint
+  that skipped reading the destination's state was removed; issue 13 asked 1.15x).
 * `small`: the demo's 1,617 records: the tap alone (baseline) and `dlt-bridge run` into a new
-  DuckDB file (target: <= 2.0x). Here the fixed costs (imports, pipeline set-up, the three dlt
-  steps) are most of the run.
+  DuckDB file (target 13c: <= 2.0x; not in issue 19's table). Here the fixed costs (imports,
+  pipeline set-up, the three dlt steps) are most of the run.
 
 `python -m benchmarks.overhead last-state --config c.json --out state.json` (a set-up step of
 the `unchanged` baseline) runs the tap once and writes the last STATE it printed.
@@ -113,7 +116,7 @@ def scenario_bridge_full(
         else f"13a. {total:,} records: dlt-bridge run into DuckDB vs the tap alone"
     )
     sr = ScenarioResult(key, title, total, None, res)
-    limit = 2.0 if small else 1.35
+    limit = 2.0  # 13c (issue 13) and 13a (issue 19)
     label = "target 13c" if small else "target 13a"
     sr.targets.append(_ratio(res, label, "dlt-bridge run / the tap alone", "bridge_run", limit))
     sr.notes.append(
@@ -145,11 +148,12 @@ def scenario_unchanged(runner: Runner, repeat: int, dataset: DatasetConfig) -> S
         "unchanged", f"13b. {total:,} records, nothing changed since the last run", total, None, res
     )
     sr.targets.append(
-        _ratio(res, "target 13b", "dlt-bridge run / the tap, same state", "bridge_rerun", 1.15)
+        _ratio(res, "target 13b", "dlt-bridge run / the tap, same state", "bridge_rerun", 1.5)
     )
     sr.notes.append(
         "each measured run follows an untimed first run of the same tool in the same working"
-        " directory; both read every page of the API and send no record"
+        " directory; both read every page of the API and send no record; the bridge reads the"
+        " tap's state from the DuckDB file (no state hint since issue 19)"
     )
     return sr
 

@@ -5,7 +5,7 @@
 Starts the fake API (own process, 100,000 records, no latency), runs
 `python -m cProfile -m tap_analytics` with stdout to a file, and sums each function's own time
 (`tottime`, wall clock) into buckets by module. cProfile only sees the main thread: with
-`max_concurrency > 1` the time the main thread spends waiting for the prefetch threads shows up
+`max_concurrency > 1` the time the main thread spends waiting for the pool's threads shows up
 as "waiting on other threads". Its per-call overhead inflates Python-heavy buckets relative to C
 calls; read the shares, not the seconds.
 """

@@ -1,7 +1,8 @@
-"""Checks of user settings that every engine applies the same way.
+"""The rules of the string settings that a type and a range cannot say (URL, key, timestamp).
 
-Each returns a problem description naming the setting, or None. None of them quotes the value:
-a mistyped API key must not end up in a log.
+The settings table (`analytics_api.settings`) applies them for every engine. Each returns a
+problem naming the setting, or None, and never quotes the value: a mistyped API key must not
+end up in a log.
 """
 
 from __future__ import annotations
@@ -9,13 +10,6 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from analytics_api.limits import (
-    MAX_CONCURRENCY_LIMIT,
-    MAX_PAGE_SIZE,
-    MAX_RETRIES_LIMIT,
-    MAX_RETRY_WAIT,
-    MAX_TIMEOUT,
-)
 from analytics_api.timestamps import TimestampError, canonical
 
 _EXAMPLE = "e.g. https://api.example.com"
@@ -76,28 +70,3 @@ def start_date_problem(start_date: str, setting: str = "start_date") -> str | No
     except TimestampError:
         return f"setting '{setting}': not an ISO 8601 timestamp; use e.g. 2024-01-31T00:00:00Z."
     return None
-
-
-def numeric_setting_problems(
-    *,
-    page_size: int,
-    max_retries: int,
-    backoff_factor: float,
-    request_timeout: float,
-    max_concurrency: int,
-) -> list[str]:
-    """What is out of range among the numeric settings (empty when nothing is)."""
-    problems: list[str] = []
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        problems.append(
-            f"setting 'page_size': must be within 1..{MAX_PAGE_SIZE} (the API answers 422 above)."
-        )
-    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-        problems.append(f"setting 'max_retries': must be within 0..{MAX_RETRIES_LIMIT}.")
-    if not 0 <= backoff_factor <= MAX_RETRY_WAIT:
-        problems.append(f"setting 'backoff_factor': must be within 0..{MAX_RETRY_WAIT:g} seconds.")
-    if not 0 < request_timeout <= MAX_TIMEOUT:
-        problems.append(f"setting 'request_timeout': must be within 0..{MAX_TIMEOUT:g} seconds.")
-    if not 1 <= max_concurrency <= MAX_CONCURRENCY_LIMIT:
-        problems.append(f"setting 'max_concurrency': must be within 1..{MAX_CONCURRENCY_LIMIT}.")
-    return problems

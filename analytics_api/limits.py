@@ -1,7 +1,7 @@
-"""The API's limits and the defaults every engine starts from, written once.
+"""The API's limits and the numbers of the contract's defaults, written once.
 
-The settings of the tap, the flags of `dlt-bridge native` and the arguments of
-`analytics_source()` all take their defaults from here.
+The settings table (`analytics_api.settings`) takes its defaults and bounds from here, and every
+entry point takes them from the table; the retry policy and the HTTP client default to the same.
 """
 
 from __future__ import annotations

@@ -28,7 +28,13 @@ from typing import Any
 import yaml
 
 from analytics_api.config import api_key_problem
-from analytics_api.settings import DEFAULTS, SETTINGS_BY_NAME, SOURCE, setting_problems, settings_for
+from analytics_api.settings import (
+    DEFAULTS,
+    SETTINGS_BY_NAME,
+    SOURCE,
+    setting_problems,
+    settings_for,
+)
 
 ENVIRONMENTS_VARIABLE = "ANALYTICS_ENVIRONMENTS"
 """The variable naming the environments file."""

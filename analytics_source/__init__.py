@@ -14,25 +14,14 @@ HTTP client and record rules. Tables, columns and types are those the Singer bri
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import dlt
 from dlt.sources import DltResource
 
-from analytics_api.config import (
-    api_key_problem,
-    base_url_problem,
-    is_plain_http_to_remote,
-    numeric_setting_problems,
-    start_date_problem,
-)
-from analytics_api.limits import (
-    DEFAULT_BACKOFF_FACTOR,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_TIMEOUT,
-)
+from analytics_api.config import is_plain_http_to_remote
 from analytics_api.retry import RetryPolicy
+from analytics_api.settings import DEFAULTS, SOURCE, setting_problems
 from analytics_api.timestamps import canonical
 from analytics_dlt.deletions import check_delete_mode
 from analytics_dlt.hints import MAX_TABLE_NESTING
@@ -56,19 +45,27 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_WHERE = {
+    "base_url": f"env {BASE_URL_ENV} or `base_url` in .dlt/config.toml",
+    "api_key": f"env {API_KEY_ENV} or `api_key` in .dlt/secrets.toml",
+}
+"""Where a missing or unusable setting is set, for the messages."""
 
+
+# Defaults are the contract's settings table's (`analytics_api.settings`); a test checks that
+# these arguments are the table's source settings (plus `parallelized`).
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=MAX_TABLE_NESTING)
 def analytics_source(
     base_url: str = dlt.config.value,
     api_key: str = dlt.secrets.value,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    start_date: str | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
-    request_timeout: float = DEFAULT_TIMEOUT,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    page_size: int = DEFAULTS["page_size"],
+    start_date: str | None = DEFAULTS["start_date"],
+    max_retries: int = DEFAULTS["max_retries"],
+    backoff_factor: float = DEFAULTS["backoff_factor"],
+    request_timeout: float = DEFAULTS["request_timeout"],
+    max_concurrency: int = DEFAULTS["max_concurrency"],
     parallelized: bool = True,
-    deletes: str = "off",
+    deletes: str = DEFAULTS["deletes"],
 ) -> list[DltResource]:
     """The eight streams of the analytics API, one resource (and table) each.
 
@@ -83,7 +80,6 @@ def analytics_source(
     same load package; such a run reads every record (no incremental filter). Raises
     `ValueError` for unusable settings, naming them but never their values.
     """
-    mode = check_delete_mode(deletes)
     problems = settings_problems(
         base_url,
         api_key,
@@ -93,9 +89,11 @@ def analytics_source(
         backoff_factor=backoff_factor,
         request_timeout=request_timeout,
         max_concurrency=max_concurrency,
+        deletes=deletes,
     )
     if problems:
         raise ValueError("analytics source: " + " ".join(problems))
+    mode = check_delete_mode(deletes)
     if is_plain_http_to_remote(base_url):
         log.warning(
             "base_url uses plain http:// to a remote host: the API key crosses the network "
@@ -125,44 +123,12 @@ def analytics_source(
     )
 
 
-def settings_problems(
-    base_url: str | None,
-    api_key: str | None,
-    *,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    start_date: str | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
-    request_timeout: float = DEFAULT_TIMEOUT,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    parallelized: bool = True,
-) -> list[str]:
+def settings_problems(base_url: str | None, api_key: str | None, **options: Any) -> list[str]:
     """What is wrong with the source's settings (empty when nothing is); values never quoted.
 
-    Takes the source's own keyword arguments (`parallelized` needs no check), so a caller such
-    as the CLI can check one dict of options and then pass the same dict to `analytics_source`.
+    `options` are the source's other keyword arguments (`parallelized` needs no check), so a
+    caller such as the CLI can check one dict of options and then pass the same dict to
+    `analytics_source`. The rules are the contract's settings table's, as for every engine.
     """
-    problems: list[str] = []
-    if not base_url:
-        problems.append(
-            f"setting 'base_url': missing; set env {BASE_URL_ENV} or `base_url` in"
-            " .dlt/config.toml, e.g. https://api.example.com."
-        )
-    elif problem := base_url_problem(base_url):
-        problems.append(problem)
-    if not api_key:
-        problems.append(f"setting 'api_key': missing; set env {API_KEY_ENV} or .dlt/secrets.toml.")
-    elif problem := api_key_problem(api_key, env_hint=f"env {API_KEY_ENV}"):
-        problems.append(problem)
-    if start_date and (problem := start_date_problem(start_date)):
-        problems.append(problem)
-    problems.extend(
-        numeric_setting_problems(
-            page_size=page_size,
-            max_retries=max_retries,
-            backoff_factor=backoff_factor,
-            request_timeout=request_timeout,
-            max_concurrency=max_concurrency,
-        )
-    )
-    return problems
+    values = {"base_url": base_url, "api_key": api_key, **options}
+    return setting_problems(values, SOURCE, where=lambda name: _WHERE.get(name, ""))

@@ -9,10 +9,8 @@ destination defaults and the handling of load packages a failed run left behind.
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -23,8 +21,8 @@ import dlt
 from dlt.sources import DltSource
 
 from analytics_api.errors import AnalyticsAPIError, find_error
-from analytics_api.limits import DELETE_MODES
 from analytics_api.redact import redact
+from analytics_api.settings import SOURCE, Setting, settings_for
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_dlt.deletions import merge_problem
 from analytics_source import analytics_source, settings_problems
@@ -119,17 +117,37 @@ def _lookup(keys: Sequence[str], *, secret: bool, env_fallback: str) -> str | No
     return os.environ.get(env_fallback) or None
 
 
-_TUNING = ("page_size", "max_retries", "backoff_factor", "request_timeout", "max_concurrency")
-"""Source arguments that are flags of the same name (`--page-size`); defaults from the source."""
-_HELP = {
-    "base_url": "API root, e.g. https://api.example.com (default: dlt config"
-    f" sources.analytics.base_url / base_url, else env {BASE_URL_ENV_FALLBACK})",
-    "start_date": "first run only: load records whose replication key is at or after this"
-    " ISO 8601 timestamp",
-    "page_size": "records per request, 1..250 (default: %(default)s)",
-    "max_concurrency": "requests in flight at once (default: %(default)s)",
+_FLAG_SETTINGS: tuple[Setting, ...] = tuple(s for s in settings_for(SOURCE) if not s.secret)
+"""The source's settings that are flags of the same name (`page_size` -> `--page-size`), from
+the contract's table; the API key is never a flag (dlt secrets or an environment variable)."""
+_FLAG_NOTES = {
+    "base_url": "default: dlt config sources.analytics.base_url / base_url, else env "
+    f"{BASE_URL_ENV_FALLBACK}",
+    "start_date": "first run only",
 }
 _PIPELINE_HELP = "also names the default DuckDB file <name>.duckdb (default: %(default)s)"
+_ARG_TYPES: dict[str, type] = {"integer": int, "number": float}
+
+
+def _flag(setting: Setting) -> str:
+    return "--" + setting.name.replace("_", "-")
+
+
+def _add_setting_flag(group: Any, setting: Setting) -> None:
+    """One flag from the settings table: its type, default, choices, bounds and help."""
+    notes = [setting.bounds, _FLAG_NOTES.get(setting.name, "")]
+    if setting.default is not None:
+        notes.append("default: %(default)s")
+    note = "; ".join(n for n in notes if n)
+    group.add_argument(
+        _flag(setting),
+        type=_ARG_TYPES.get(setting.kind, str),
+        default=setting.default,
+        choices=list(setting.options) or None,
+        help=setting.help + (f" ({note})" if note else ""),
+    )
+
+
 _FILE_FORMATS = ["auto", "parquet", "jsonl", "insert_values", "csv"]
 _FORMAT_HELP = "auto: parquet where the destination loads it, else its preferred format"
 _PENDING_HELP = "load packages a failed run left behind: finish or discard them"
@@ -155,18 +173,9 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         f" at the top of .dlt/secrets.toml (else env {API_KEY_ENV_FALLBACK}). It is never a"
         " command-line flag.",
     )
-    api = parser.add_argument_group("API")
-    api.add_argument("--base-url", help=_HELP["base_url"])
-    api.add_argument("--start-date", help=_HELP["start_date"])
-    defaults = inspect.signature(analytics_source).parameters
-    for name in _TUNING:
-        default = defaults[name].default
-        api.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(default),
-            default=default,
-            help=_HELP.get(name, "default: %(default)s"),
-        )
+    api = parser.add_argument_group("API (the contract's settings, as in tap-analytics)")
+    for setting in _FLAG_SETTINGS:
+        _add_setting_flag(api, setting)
     api.add_argument(
         "--parallel",
         action=argparse.BooleanOptionalAction,
@@ -174,13 +183,6 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help="fetch several parents' child lists at once (default: on; off: one at a time)",
     )
     api.add_argument("--streams", help="comma-separated streams to load (default: all eight)")
-    api.add_argument(
-        "--deletes",
-        choices=list(DELETE_MODES),
-        default="off",
-        help="after each stream's complete scan, rows gone upstream get _sdc_deleted_at set"
-        " (soft) or are deleted (hard), with the run's rows; reads every record (default: off)",
-    )
     destination = parser.add_argument_group("destination (defaults: dlt config, then these)")
     for flag, options in _DESTINATION_FLAGS:
         destination.add_argument(flag, **options)
@@ -200,8 +202,12 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
         BASE_URL_KEYS, secret=False, env_fallback=BASE_URL_ENV_FALLBACK
     )
     api_key = api_key or _lookup(API_KEY_KEYS, secret=True, env_fallback=API_KEY_ENV_FALLBACK)
-    options: dict[str, Any] = {name: getattr(args, name) for name in _TUNING}
-    options.update(start_date=args.start_date, parallelized=args.parallel)
+    options: dict[str, Any] = {
+        setting.name: getattr(args, setting.name)
+        for setting in _FLAG_SETTINGS
+        if setting.name != "base_url"
+    }
+    options["parallelized"] = args.parallel
     problems = [_as_flag(p) for p in settings_problems(base_url, api_key, **options)]
     selected = [s.strip() for s in (args.streams or "").split(",") if s.strip()]
     if unknown := [s for s in selected if s not in STREAMS_BY_NAME]:
@@ -227,7 +233,7 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
     if args.deletes != "off" and (cannot := merge_problem(pipeline)):
         log.error("--deletes %s: %s", args.deletes, cannot)
         return 2
-    source = analytics_source(base_url=base_url, api_key=api_key, deletes=args.deletes, **options)
+    source = analytics_source(base_url=base_url, api_key=api_key, **options)
     if selected:
         source = source.with_resources(*selected)
     try:
@@ -251,8 +257,8 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
 
 def _as_flag(problem: str) -> str:
     """A source setting named as this command's flag (`setting 'page_size'` -> `--page-size`)."""
-    for name in ("base_url", "start_date", *_TUNING):
-        problem = problem.replace(f"setting '{name}'", "--" + name.replace("_", "-"))
+    for setting in _FLAG_SETTINGS:
+        problem = problem.replace(f"setting '{setting.name}'", _flag(setting))
     return problem
 
 
@@ -265,10 +271,9 @@ _STATUS_HINTS = {
 
 
 def _hint(exc: BaseException) -> str:
-    """What to do about a refusal (401, 403, 422), as the contract's message names its status."""
+    """What to do about a refusal (401, 403, 422), from the status the contract's error carries."""
     error = find_error(exc, AnalyticsAPIError)
-    status = re.search(r"\bHTTP (\d{3})\b", str(error)) if error is not None else None
-    hint = _STATUS_HINTS.get(int(status.group(1))) if status else None
+    hint = _STATUS_HINTS.get(error.status) if error is not None and error.status else None
     return f"\nHint: {hint}." if hint else ""
 
 

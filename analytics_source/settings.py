@@ -1,11 +1,14 @@
 """Names and defaults of the native dlt source, in one place for the source, its CLI and docs.
 
-The API's own limits and retry defaults are the contract's (`analytics_api.limits`); this module
-only adds what belongs to the dlt side: the source/section name, where dlt config and secrets
-are looked up, and the default pipeline and dataset names.
+The settings themselves (types, defaults, bounds) are the contract's table
+(`analytics_api.settings`); this module only adds what belongs to the dlt side: the
+source/section name, where dlt config and secrets are looked up, and the default pipeline and
+dataset names.
 """
 
 from __future__ import annotations
+
+from analytics_api import __version__
 
 SOURCE_NAME = "analytics"
 """dlt source and schema name; also the config section: `[sources.analytics]`."""
@@ -30,7 +33,7 @@ API_KEY_ENV_FALLBACK = "TAP_ANALYTICS_API_KEY"
 """Read by the CLI when dlt has no key: the tap's variable, so one environment serves both."""
 BASE_URL_ENV_FALLBACK = "TAP_ANALYTICS_BASE_URL"
 
-USER_AGENT = "analytics-source"
+USER_AGENT = f"analytics-source/{__version__}"
 """`User-Agent` of the source's requests (the tap sends `tap-analytics/<version>`)."""
 
 ROWS_PER_BATCH = 2_000

@@ -12,7 +12,6 @@ from typing import Any
 from analytics_api.config import (
     api_key_problem,
     base_url_problem,
-    numeric_setting_problems,
     start_date_problem,
 )
 from analytics_api.limits import (
@@ -22,6 +21,7 @@ from analytics_api.limits import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TIMEOUT,
 )
+from analytics_api.settings import TAP, setting_problems
 
 _NUMERIC_DEFAULTS = {
     "page_size": DEFAULT_PAGE_SIZE,
@@ -67,10 +67,6 @@ def tap_config_problems(path: str, *, ours: bool) -> list[str]:
             problems.append("setting 'start_date': must be a timestamp string, e.g. 2024-01-31.")
         elif found := start_date_problem(start_date):
             problems.append(found)
-    numbers = {name: config.get(name, default) for name, default in _NUMERIC_DEFAULTS.items()}
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
-        problems += numeric_setting_problems(**numbers)
-    else:
-        wrong = [n for n, v in numbers.items() if not isinstance(v, (int, float))]
-        problems += [f"setting '{name}': must be a number." for name in wrong]
+    numbers = {name: config.get(name) for name in _NUMERIC_DEFAULTS}
+    problems += setting_problems(numbers, TAP, require=False)  # the settings table's rules
     return problems

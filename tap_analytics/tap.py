@@ -18,12 +18,11 @@ from analytics_api.limits import (
     DEFAULT_TIMEOUT,
 )
 from analytics_api.retry import RetryPolicy
+from analytics_api.settings import default_user_agent
 from tap_analytics.compat import CompatTap
 from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_errors
 from tap_analytics.streams import STREAM_TYPES
 from tap_analytics.writer import FastSingerWriter
-
-__version__ = "0.1.0"
 
 
 class TapAnalytics(CompatTap):
@@ -84,7 +83,7 @@ class TapAnalytics(CompatTap):
                     timeout=float(config.get("request_timeout", DEFAULT_TIMEOUT)),
                 ),
                 max_concurrency=self.max_concurrency,
-                user_agent=config.get("user_agent") or f"tap-analytics/{__version__}",
+                user_agent=config.get("user_agent") or default_user_agent(),
             ),
             logger=self.logger,
         )

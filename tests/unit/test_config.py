@@ -1,15 +1,12 @@
-"""Bad settings fail before any request, name the setting, and never echo the key."""
+"""The tap: bad settings fail before any request, name the setting, and never echo the key.
+
+The rules are the contract's settings table's (tests/unit/test_settings_table.py checks every
+entry point against it); the command line's messages are tested in tests/e2e.
+"""
 
 from __future__ import annotations
 
-import functools
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_analytics.tap import TapAnalytics
@@ -34,8 +31,12 @@ from tests.unit.mockapi import API_KEY, BASE_URL, mock_api
         ({"page_size": "big"}, "page_size"),
         ({"start_date": "last tuesday"}, "start_date"),
         ({"max_retries": -1}, "max_retries"),
+        ({"backoff_factor": 1000}, "backoff_factor"),
         ({"request_timeout": 0}, "request_timeout"),
+        ({"request_timeout": 3601}, "request_timeout"),
         ({"max_concurrency": 0}, "max_concurrency"),
+        ({"emit_activate_version_messages": "true"}, "emit_activate_version_messages"),
+        ({"user_agent": 7}, "user_agent"),
     ],
 )
 def test_bad_setting_is_named_and_no_request_is_made(overrides: dict, setting: str) -> None:
@@ -57,21 +58,6 @@ def test_good_config_passes() -> None:
     )
 
 
-def test_cli_reports_config_errors_without_the_key(tmp_path: Path) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"api_key": 98765432101234, "base_url": "api.example.com"}))
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_analytics", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "'api_key'" in result.stderr and "'base_url'" in result.stderr
-    assert "98765432101234" not in result.stderr + result.stdout
-
-
 def test_plain_http_to_a_remote_host_warns(caplog: pytest.LogCaptureFixture) -> None:
     TapAnalytics(
         config={"api_key": API_KEY, "base_url": "http://api.example.com"}, parse_env_config=False
@@ -84,77 +70,25 @@ def test_plain_http_to_a_remote_host_warns(caplog: pytest.LogCaptureFixture) -> 
     assert "plain http" not in caplog.text
 
 
-def test_discover_needs_no_config() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_analytics", "--discover"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    streams = {s["tap_stream_id"] for s in json.loads(result.stdout)["streams"]}
-    assert len(streams) == 8
+def test_every_problem_is_reported_at_once() -> None:
+    config = {"api_key": 12345, "base_url": "api.example.com", "page_size": 0, "max_retries": 99}
+    with pytest.raises(ConfigValidationError) as info:
+        TapAnalytics(config=config, parse_env_config=False)
+    named = sorted(error.split("'")[1] for error in info.value.errors)
+    assert named == ["api_key", "base_url", "max_retries", "page_size"]
+    assert "12345" not in " ".join(info.value.errors)
 
 
-# -- meltano.yml describes the same tap ------------------------------------------------------
-
-MELTANO_YML = Path(__file__).resolve().parents[2] / "meltano.yml"
-_MELTANO_KINDS = {"integer": "integer", "number": "decimal", "boolean": "boolean"}
-
-
-def _meltano_extractor() -> dict:
-    project = yaml.safe_load(MELTANO_YML.read_text())
-    (extractor,) = [p for p in project["plugins"]["extractors"] if p["name"] == "tap-analytics"]
-    return extractor
+def test_a_missing_key_says_where_to_set_it() -> None:
+    with pytest.raises(ConfigValidationError) as info:
+        TapAnalytics(config={"base_url": BASE_URL}, parse_env_config=False)
+    assert info.value.errors == [
+        "setting 'api_key': is required but missing (env TAP_ANALYTICS_API_KEY)."
+    ]
 
 
-@functools.cache
-def _about() -> dict:
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_analytics", "--about", "--format=json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(result.stdout)
+def test_the_user_agent_defaults_to_the_package_version() -> None:
+    from analytics_api import __version__
 
-
-def _meltano_kind(spec: dict) -> str:
-    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-    kind = next(t for t in types if t != "null")
-    if kind == "string":
-        return "date_iso8601" if spec.get("format") == "date-time" else "string"
-    return _MELTANO_KINDS[kind]
-
-
-def _text(value: str | None) -> str:
-    return " ".join((value or "").split())
-
-
-def test_meltano_settings_match_the_tap_config_schema() -> None:
-    """Names, kinds, secrets, labels, defaults and descriptions, setting by setting."""
-    builtins: dict = {"properties": {}}
-    TapAnalytics.append_builtin_config(builtins)  # what the SDK adds (stream maps, batch, ...)
-    own = {
-        name: spec
-        for name, spec in _about()["settings"]["properties"].items()
-        if name not in builtins["properties"]
-    }
-    assert (
-        own.keys()
-        == TapAnalytics.config_jsonschema["properties"].keys() - builtins["properties"].keys()
-    )
-    settings = {s["name"]: s for s in _meltano_extractor()["settings"]}
-    assert sorted(settings) == sorted(own), "meltano.yml settings differ from the tap's"
-    for name, spec in own.items():
-        setting = settings[name]
-        assert setting["kind"] == _meltano_kind(spec), name
-        assert bool(setting.get("sensitive")) == bool(spec.get("secret")), name
-        assert setting.get("label") == spec.get("title"), name
-        assert setting.get("value") == spec.get("default"), name
-        assert _text(setting.get("description")) == _text(spec.get("description")), name
-
-
-def test_meltano_capabilities_match_about() -> None:
-    assert sorted(_meltano_extractor()["capabilities"]) == sorted(_about()["capabilities"])
+    tap = TapAnalytics(config={"api_key": API_KEY, "base_url": BASE_URL}, parse_env_config=False)
+    assert tap.client.settings.user_agent == f"tap-analytics/{__version__}"

@@ -6,7 +6,6 @@ the built dlt source, the Singer catalog and the bridge's column mapping stop ag
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from dlt.sources import DltSource
 from dlt.sources import incremental as Incremental
 
 import dlt_bridge  # noqa: F401  (telemetry off by default)
-from analytics_api import limits
 from analytics_api.streams import STREAMS
 from analytics_api.timestamps import latest_timestamp
 from analytics_dlt.hints import MAX_TABLE_NESTING, columns_from_json_schema
@@ -95,17 +93,6 @@ def test_native_columns_equal_the_bridge_columns_from_the_tap_catalog(
         assert declared_columns(source, stream.name) == bridge, stream.name
 
 
-def test_defaults_are_the_contracts() -> None:
-    parameters = inspect.signature(analytics_source).parameters
-    assert parameters["page_size"].default == limits.DEFAULT_PAGE_SIZE
-    assert parameters["max_retries"].default == limits.DEFAULT_MAX_RETRIES
-    assert parameters["backoff_factor"].default == limits.DEFAULT_BACKOFF_FACTOR
-    assert parameters["request_timeout"].default == limits.DEFAULT_TIMEOUT
-    assert parameters["max_concurrency"].default == limits.DEFAULT_MAX_CONCURRENCY
-    assert parameters["parallelized"].default is True
-    assert parameters["start_date"].default is None
-
-
 @pytest.mark.parametrize(
     ("kwargs", "setting"),
     [
@@ -114,7 +101,10 @@ def test_defaults_are_the_contracts() -> None:
         ({"api_key": "key with space"}, "api_key"),
         ({"start_date": "yesterday"}, "start_date"),
         ({"max_retries": -1}, "max_retries"),
+        ({"backoff_factor": 1000}, "backoff_factor"),
+        ({"request_timeout": 3601}, "request_timeout"),
         ({"max_concurrency": 0}, "max_concurrency"),
+        ({"deletes": "purge"}, "deletes"),
     ],
 )
 def test_bad_settings_are_refused_without_quoting_them(
@@ -126,3 +116,10 @@ def test_bad_settings_are_refused_without_quoting_them(
     assert f"'{setting}'" in str(info.value)
     if setting == "api_key":
         assert "key with space" not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ValueError) as info:
+        analytics_source("ftp://x", "k", page_size=0, backoff_factor=-1, deletes="x")
+    named = [p.split("'")[1] for p in str(info.value).split("setting ")[1:]]
+    assert named == ["base_url", "page_size", "backoff_factor", "deletes"]

@@ -1,25 +1,20 @@
 """Regenerate the settings and streams tables of README.md (or, with --check, verify them).
 
-* Settings: the table printed by `python -m tap_analytics --about --format=markdown` (the tap's own
-  settings, row by row, as the tap describes them), followed by one line naming the singer-sdk's
-  standard settings from the same table. Written between `<!-- settings:start -->` and
-  `<!-- settings:end -->`.
+* Settings: the contract's settings table, `analytics_api.settings.SETTINGS` (name, type,
+  default, bounds, which engines take it, help), the one place every entry point is built from.
+  Written between `<!-- settings:start -->` and `<!-- settings:end -->`.
 * Streams: `analytics_api.streams.STREAMS` (name, path, primary key, replication key, parent),
   written between `<!-- streams:start -->` and `<!-- streams:end -->`.
 
     python scripts/settings_table.py            # rewrite README.md in place
     python scripts/settings_table.py --check    # exit 1 if README.md is stale
-
-No network: `--about` needs no configuration and makes no request.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,77 +23,37 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SETTINGS_MARKERS = ("<!-- settings:start -->", "<!-- settings:end -->")
 STREAMS_MARKERS = ("<!-- streams:start -->", "<!-- streams:end -->")
-ABOUT_COMMAND = ("-m", "tap_analytics", "--about", "--format=markdown")
+ENGINE_NAMES = {"tap": "tap", "source": "dlt source"}
 
 
 class StaleError(Exception):
     """README.md cannot be updated (markers missing) or does not match the generated tables."""
 
 
-def about_markdown() -> str:
-    """The tap's `--about --format=markdown`, run with this interpreter."""
-    # The tap's own settings only: variables a caller happens to have set (TAP_ANALYTICS_*,
-    # Meltano's, singer-sdk's) must not change what the README documents.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TAP_ANALYTICS_", "MELTANO_", "SINGER_SDK_", "SDK_"))
-    }
-    result = subprocess.run(
-        [sys.executable, *ABOUT_COMMAND],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"`python {' '.join(ABOUT_COMMAND)}` exited with {result.returncode}:\n"
-            f"{result.stderr.strip()}"
-        )
-    return result.stdout
+def settings_block() -> str:
+    """One row per setting of the contract's table, then what the engines' columns mean."""
+    from analytics_api.settings import SETTINGS
 
-
-def settings_rows(about: str) -> tuple[str, str, list[str]]:
-    """Header, separator and rows of the table under `## Settings` in the about output."""
-    lines = about.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "## Settings")
-    except StopIteration:
-        raise RuntimeError("no '## Settings' section in the tap's --about output") from None
-    table: list[str] = []
-    for line in lines[start + 1 :]:
-        if line.startswith("|"):
-            table.append(line.rstrip())
-        elif table:
-            break
-    if len(table) < 3:
-        raise RuntimeError("no settings table under '## Settings' in the tap's --about output")
-    return table[0], table[1], table[2:]
-
-
-def _setting_name(row: str) -> str:
-    return row.strip("|").split("|", 1)[0].strip()
-
-
-def settings_block(about: str) -> str:
-    """The tap's own settings as a table, then the SDK's standard ones as one line."""
-    from tap_analytics.settings import TAP_SETTING_NAMES
-
-    own = set(TAP_SETTING_NAMES)
-    header, separator, rows = settings_rows(about)
-    ours = [row for row in rows if _setting_name(row) in own]
-    missing = own - {_setting_name(row) for row in ours}
-    if missing:
-        raise RuntimeError(f"settings missing from --about: {', '.join(sorted(missing))}")
-    standard = [
-        name for name in (_setting_name(row) for row in rows) if name not in own and "." not in name
+    out = [
+        "| setting | type | default | allowed | taken by | description |",
+        "|---|---|---|---|---|---|",
     ]
-    out = [header, separator, *ours]
-    if standard:
-        names = ", ".join(f"`{name}`" for name in standard)
-        out += ["", f"Plus the singer-sdk's standard settings: {names} (see `--about`)."]
+    for s in SETTINGS:
+        kind = s.kind + (", secret" if s.secret else "")
+        value = str(s.default).lower() if isinstance(s.default, bool) else s.default
+        default = "required" if s.required else "\u2013" if value is None else f"`{value}`"
+        allowed = ", ".join(f"`{o}`" for o in s.options) or s.bounds or "\u2013"
+        engines = ", ".join(ENGINE_NAMES[e] for e in ENGINE_NAMES if e in s.engines)
+        text = s.help.replace("|", "\\|")
+        out.append(f"| `{s.name}` | {kind} | {default} | {allowed} | {engines} | {text} |")
+    out += [
+        "",
+        "*tap*: `tap-analytics`'s config (and Meltano's tap-analytics settings), plus singer-sdk's"
+        " standard settings (stream maps, flattening, batch: see `tap-analytics --about`)."
+        " *dlt source*: the arguments of `analytics_source()`, the flags of `dlt-bridge native`"
+        " (`--page-size`, ...; the key is never a flag) and the fields of the environments file"
+        " (where `api_key_env` names the variable holding the key).",
+    ]
     return "\n".join(out)
 
 
@@ -128,9 +83,9 @@ def replace_between(text: str, markers: tuple[str, str], body: str) -> str:
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
-def render(readme: str, about: str) -> str:
+def render(readme: str) -> str:
     """README text with both generated tables in place."""
-    text = replace_between(readme, SETTINGS_MARKERS, settings_block(about))
+    text = replace_between(readme, SETTINGS_MARKERS, settings_block())
     return replace_between(text, STREAMS_MARKERS, streams_block())
 
 
@@ -142,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     current = args.readme.read_text(encoding="utf-8")
     try:
-        wanted = render(current, about_markdown())
+        wanted = render(current)
     except StaleError as exc:
         print(f"{args.readme}: {exc}", file=sys.stderr)
         return 1

@@ -18,6 +18,13 @@ def _positive_int(text: str) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The destination and loading flags of `load` and `run`."""
+    _add_destination(parser)
+    _add_loading(parser)
+
+
+def _add_destination(parser: argparse.ArgumentParser) -> None:
+    """Which pipeline and destination (and the log level): every subcommand but `native`."""
     g = parser.add_argument_group("destination (defaults come from dlt config, then these)")
     g.add_argument(
         "--destination",
@@ -33,6 +40,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         " directory (default: %(default)s)",
     )
     g.add_argument("--pipelines-dir", help="dlt working directory root (default: dlt's own)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level on stderr; DEBUG also shows the tap's and dlt's own lines"
+        " (default: %(default)s)",
+    )
+
+
+def _add_loading(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("loading")
     g.add_argument(
         "--loader-file-format",
@@ -64,17 +81,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         " (default: %(default)s them)",
     )
     g.add_argument(
+        "--wait-if-busy",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run of this pipeline (or into its DuckDB file or server dataset) is"
+        " loading, wait up to SECONDS for it to finish; 0: stop at once with exit code 5,"
+        " having done nothing (default: %(default)s)",
+    )
+    g.add_argument(
         "--progress-interval",
         type=float,
         default=10.0,
         metavar="SECONDS",
         help="seconds between progress lines on stderr; 0 disables (default: %(default)s)",
-    )
-    g.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="bridge log level on stderr (default: %(default)s)",
     )
 
 
@@ -149,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tap_flags(p_run)
     _add_common(p_run)
     p_state = sub.add_parser("state", help="print the Singer state stored in the destination")
-    _add_common(p_state)
+    _add_destination(p_state)
     p_state.add_argument(
         "--environment",
         action="append",
@@ -161,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     from analytics_source.cli import add_native_subcommand
     from dlt_bridge.show import add_show_subcommand
 
-    _add_common(add_show_subcommand(sub))
+    _add_destination(add_show_subcommand(sub))
 
     _add_environment(add_native_subcommand(sub))
     return parser
@@ -170,14 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> Any:
     from analytics_dlt.pipeline import LoadOptions
 
-    return LoadOptions(
+    options = LoadOptions(
         pipeline_name=args.pipeline_name,
         destination=args.destination,
         dataset_name=args.dataset_name,
         pipelines_dir=args.pipelines_dir,
-        loader_file_format=args.loader_file_format,
-        batch_size=max(args.batch_size, 1),
-        progress_interval=args.progress_interval,
-        on_pending=args.on_pending,
-        commit_every=args.commit_every,
+        **{name: getattr(args, name) for name in _LOADING if hasattr(args, name)},
     )
+    options.batch_size = max(options.batch_size, 1)
+    return options
+
+
+_LOADING = ("loader_file_format", "batch_size", "progress_interval", "on_pending", "commit_every")
+"""`LoadOptions` fields set by the loading flags (`load` and `run` only)."""

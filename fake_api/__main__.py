@@ -110,14 +110,22 @@ def main(argv: list[str] | None = None) -> int:
             slow_seconds=args.slow_seconds,
             rules=tuple(args.fault_rule),
         )
-    server = FakeServer(
-        dataset=dataset,
-        token=args.token,
-        forbidden_token=args.forbidden_token or None,
-        faults=faults,
-        latency_ms=args.latency_ms,
-        port=args.port,
-    )
+    try:
+        server = FakeServer(
+            dataset=dataset,
+            token=args.token,
+            forbidden_token=args.forbidden_token or None,
+            faults=faults,
+            latency_ms=args.latency_ms,
+            port=args.port,
+        )
+    except OSError as exc:  # most often: the port is taken by another fake or program
+        print(
+            f"fake-analytics-api: cannot listen on 127.0.0.1:{args.port} ({exc.strerror});"
+            " stop what uses it or pick another --port (0: any free port).",
+            file=sys.stderr,
+        )
+        return 2
     if args.prerender:
         server.prerender(args.prerender)
     stop = threading.Event()

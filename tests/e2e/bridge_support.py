@@ -92,8 +92,10 @@ def failed_at(stderr: str, step: str) -> bool:
     return f"load failed at the {step} step" in stderr
 
 
-def common_args(workdir: Path) -> list[str]:
-    return ["--pipelines-dir", str(workdir / "pipelines"), "--progress-interval", "0"]
+def common_args(workdir: Path, command: str = "run") -> list[str]:
+    """The test's own pipelines folder; no progress lines where the command has them."""
+    quiet = ["--progress-interval", "0"] if command in ("load", "run") else []
+    return ["--pipelines-dir", str(workdir / "pipelines"), *quiet]
 
 
 def run_bridge(
@@ -109,7 +111,7 @@ def run_bridge(
         path = workdir / f"input-{os.getpid()}-{id(stdin)}.jsonl"
         path.write_bytes(stdin)
         argv += ["--input", str(path)]
-    return main_in_process(workdir, argv + common_args(workdir), extra_env)
+    return main_in_process(workdir, argv + common_args(workdir, argv[0]), extra_env)
 
 
 def main_in_process(
@@ -141,7 +143,7 @@ def run_bridge_process(
     """`python -m dlt_bridge <args>` as a separate process, cwd = workdir."""
     env = {**os.environ, **(extra_env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "dlt_bridge", *args, *common_args(workdir)],
+        [sys.executable, "-m", "dlt_bridge", *args, *common_args(workdir, args[0])],
         input=stdin,
         capture_output=True,
         cwd=workdir,

@@ -68,7 +68,7 @@ class Target:
             "--dataset-name",
             DATASET,
             # `native` has no progress lines: only the working directory
-            *(common_args(self.workdir) if args[0] != "native" else self.pipelines_dir_args),
+            *(common_args(self.workdir, args[0]) if args[0] != "native" else self.pipelines_dir),
         ]
 
     @property

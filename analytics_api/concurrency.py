@@ -13,7 +13,7 @@ bounded by `ApiClient` (`max_concurrency` slots, whichever thread sends).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ THREAD_NAME_PREFIX = "analytics-fetch"
 
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], workers: int, ahead: int | None = None
-) -> Iterator[tuple[T, R]]:
+) -> Generator[tuple[T, R], None, None]:
     """`(item, fn(item))` in the order of `items`, with up to `workers` calls running at once.
 
     `items` is read lazily, at most `ahead` (default `2 * workers`) items before the caller

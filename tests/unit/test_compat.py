@@ -101,7 +101,7 @@ def test_fast_path_mirrors_the_sdk_record_writer() -> None:
     assert hasattr(stream, "_stream_version"), "Stream._stream_version is gone"
     assert isinstance(stream.state_manager.is_flushed, bool), "state_manager.is_flushed is gone"
     sent: list[Any] = []
-    tap.write_message = sent.append  # type: ignore[method-assign]
+    tap.write_message = sent.append  # type: ignore[method-assign,misc,assignment]
     stream._stream_version = 42
     stream.state_manager.is_flushed = True
     Stream._write_record_message(stream, make_records("app", 1, stream="applications")[0])
@@ -194,7 +194,8 @@ def _offenders(package: Path) -> list[str]:
                 modules = [node.module or ""]
             for module in modules:
                 if module.startswith("singer_sdk") and re.search(r"\._", module):
-                    offenders.append(f"{path.name}:{node.lineno}: import {module}")
+                    line = getattr(node, "lineno", 0)
+                    offenders.append(f"{path.name}:{line}: import {module}")
             if isinstance(node, ast.FunctionDef) and node.name in private:
                 offenders.append(f"{path.name}:{node.lineno}: def {node.name}")
         if "is_flushed" in source:
@@ -425,7 +426,7 @@ def test_a_child_stream_reports_its_metrics_once_per_run(caplog: pytest.LogCaptu
     with mock_api() as api:
         serve_everything(api, apps=4, per_app=2)
         run_tap(config())
-    points = [
+    points: list[Any] = [
         r.args[0]
         for r in caplog.records
         if r.name == "singer_sdk.metrics" and isinstance(r.args, tuple) and r.args

@@ -244,6 +244,10 @@ class FakeAPIProcess(_Handle):
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+            # --exit-on-stdin-eof: it stops by itself now. A SIGTERM sent while it exits could
+            # land after Python restored the default handler, and kill it (exit -15).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

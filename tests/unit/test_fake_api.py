@@ -459,7 +459,10 @@ def test_each_fault_kind_happens_and_is_counted(fake_api: FakeAPI, kind: str) ->
         ), error
     elif kind == "slow":
         assert isinstance(error, requests.exceptions.ReadTimeout), error
-        time.sleep(0.3)  # let the slow answer finish before the stats are read
+        # the fake counts a slow answer once it is sent, after the client gave up on it
+        deadline = time.monotonic() + 10
+        while not fake_api.stats()["faults"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # poll interval
     elif kind == "truncated":
         assert r is not None and r.status_code == 200
         assert int(r.headers["Content-Length"]) == len(r.content)

@@ -14,6 +14,12 @@ against the newest dlt):
   the pipeline-name prefix is made for. Test: tests/e2e/test_bridge_defaults.py.
 * `drop_committed_extracted_packages`: deletes an extracted package whose normalized copy is
   committed (left behind by a kill at the wrong moment). Test: tests/e2e/test_bridge_postgres.py.
+* `dlt_json_dumps`: the JSON encoder dlt's writers use (`dlt.common.json`), so json columns the
+  bridge hands over as arrow strings are byte for byte what dlt writes from dicts.
+* `file_formats_for_new_table`: the destination's per-table file-format selector, asked for a
+  table with no hints (PostgreSQL lists parquet but only loads it with an ADBC driver).
+* `has_pending_jobs`: reads the job states of a load package (`new_jobs`, ...).
+Tests of the last three: tests/e2e/test_bridge_defaults.py::test_compat_hooks_still_exist_in_dlt.
 """
 
 from __future__ import annotations
@@ -25,6 +31,28 @@ from dlt.common.configuration.container import Container
 from dlt.common.configuration.providers import ConfigProvider
 from dlt.common.configuration.specs import ConfigSectionContext
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.json import json as _dlt_json
+
+dlt_json_dumps = _dlt_json.dumps
+"""dlt's own JSON encoder (see the module doc)."""
+
+
+def file_formats_for_new_table(caps: Any) -> tuple[Any, list[str]]:
+    """(preferred, supported) load file formats for a table without hints on a destination."""
+    preferred = caps.preferred_loader_file_format
+    supported: Any = list(caps.supported_loader_file_formats or [])
+    if caps.loader_file_format_selector is not None:
+        probe: Any = {"name": "_analytics_probe", "columns": {}}  # no file_format hint: no warning
+        preferred, supported = caps.loader_file_format_selector(
+            preferred, supported, table_schema=probe
+        )
+    return preferred, list(supported)
+
+
+def has_pending_jobs(pipeline: Any, load_id: str) -> bool:
+    """Whether the extracted package `load_id` holds jobs (new, started or failed)."""
+    jobs = pipeline.get_load_package_info(load_id).jobs
+    return any(jobs.get(kind) for kind in ("new_jobs", "started_jobs", "failed_jobs"))
 
 
 def cap_bookmark(resource: str, cursor: str, ceiling: str) -> bool:

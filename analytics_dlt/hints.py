@@ -15,11 +15,12 @@ engine only.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dlt.common.normalizers.naming.snake_case import NamingConvention as _SnakeCase
+import dlt
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
 
 from analytics_api.validate import json_schema_types
@@ -52,15 +53,20 @@ MERGE_STRATEGY = "delete-insert"
 MAX_TABLE_NESTING = 0
 """Source-level `max_table_nesting`: nested values stay in their `json` column, no child tables."""
 
-_NAMING = _SnakeCase()
+
+@functools.cache
+def _naming() -> Any:
+    """The naming convention dlt gives a new schema (its `snake_case` unless configured)."""
+    return dlt.Schema("analytics").naming
+
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
 def destination_column_name(name: str) -> str:
-    """The column name dlt's default `snake_case` convention gives a JSON property."""
-    return _NAMING.normalize_identifier(name)
+    """The column name dlt's naming convention (`snake_case`) gives a JSON property."""
+    return str(_naming().normalize_identifier(name))
 
 
 def _string_format(prop: Mapping[str, Any]) -> str | None:

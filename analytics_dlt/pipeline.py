@@ -183,13 +183,7 @@ def choose_loader_file_format(pipeline: dlt.Pipeline, requested: str = AUTO) -> 
     if pipeline.staging is not None and caps.supported_staging_file_formats:
         staged = list(caps.supported_staging_file_formats)
         return "parquet" if "parquet" in staged else str(caps.preferred_staging_file_format)
-    preferred = caps.preferred_loader_file_format
-    supported: Any = list(caps.supported_loader_file_formats or [])
-    if caps.loader_file_format_selector is not None:
-        probe: Any = {"name": "_dlt_bridge_probe", "columns": {}}  # no file_format hint: no warning
-        preferred, supported = caps.loader_file_format_selector(
-            preferred, supported, table_schema=probe
-        )
+    preferred, supported = compat.file_formats_for_new_table(caps)
     if "parquet" in supported:
         return "parquet"
     return str(preferred or "parquet")
@@ -335,8 +329,7 @@ def extracted_nothing(pipeline: dlt.Pipeline, schema_name: str, hash_before: str
     """
     if hash_before is None or schema_hash(pipeline, schema_name) != hash_before:
         return False
-    for load_id in pipeline.list_extracted_load_packages():
-        jobs = pipeline.get_load_package_info(load_id).jobs
-        if any(jobs.get(kind) for kind in ("new_jobs", "started_jobs", "failed_jobs")):
-            return False
-    return True
+    return not any(
+        compat.has_pending_jobs(pipeline, load_id)
+        for load_id in pipeline.list_extracted_load_packages()
+    )

@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dlt
-from dlt.common.json import json as dlt_json
+
+from analytics_dlt.compat import dlt_json_dumps
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -118,7 +119,7 @@ class ArrowBatcher:
         arrays: dict[str, pa.Array | pa.ChunkedArray] = {
             name: direct.column(name) for name in direct.column_names
         }
-        dumps = dlt_json.dumps
+        dumps = dlt_json_dumps
         for name in self._json:
             values: list[str | None] = []
             append = values.append

@@ -63,6 +63,14 @@ def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:
 
     pipeline.extract(probe())
     assert seen == ["compat_probe"]
+    # the extracted package holds a job; once normalized, no extracted package is left
+    (load_id,) = pipeline.list_extracted_load_packages()
+    assert compat.has_pending_jobs(pipeline, load_id) is True
+    # json as dlt writes it; the per-table format selector of a destination that has one
+    assert compat.dlt_json_dumps({"a": [1, None]}) == '{"a":[1,null]}'
+    postgres = dlt.destinations.postgres("postgresql://u:p@127.0.0.1:1/db").capabilities()
+    preferred, supported = compat.file_formats_for_new_table(postgres)
+    assert preferred == "insert_values" and "insert_values" in supported
 
 
 def test_duckdb_memory_limit_default_and_user_override(

@@ -8,6 +8,7 @@ rule only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -63,9 +64,27 @@ def env_variable(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
+NUMBERS_AS_TEXT = tuple(s.name for s in settings_for(TAP) if s.kind == "number")
+"""Number settings the tap also takes as text ("1.5"): singer-sdk reads integer and boolean
+variables as such but leaves number ones as text (`TAP_ANALYTICS_BACKOFF_FACTOR=1.5` with
+`--config ENV`), and Meltano passes them as text (declared `kind: string` in meltano.yml: its
+`decimal` kind crashes on a value from a variable). The tap reads them with `float()`."""
+
+
+def _numbers_from_text(config: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(config)
+    for name in NUMBERS_AS_TEXT:
+        text = values.get(name)
+        if isinstance(text, str):
+            with contextlib.suppress(ValueError):  # if not: text where a number is needed
+                values[name] = float(text)
+    return values
+
+
 def config_errors(config: Mapping[str, Any], logger: logging.Logger | None = None) -> list[str]:
     """Every problem with `config`, each naming the setting and never quoting its value."""
-    errors = setting_problems(config, TAP, where=lambda name: f"env {env_variable(name)}")
+    values = _numbers_from_text(config)
+    errors = setting_problems(values, TAP, where=lambda name: f"env {env_variable(name)}")
     base_url = config.get("base_url")
     if logger and not errors and isinstance(base_url, str) and is_plain_http_to_remote(base_url):
         logger.warning(

@@ -92,3 +92,20 @@ def test_the_user_agent_defaults_to_the_package_version() -> None:
 
     tap = TapAnalytics(config={"api_key": API_KEY, "base_url": BASE_URL}, parse_env_config=False)
     assert tap.client.settings.user_agent == f"tap-analytics/{__version__}"
+
+
+@pytest.mark.parametrize(("text", "number"), [("1.5", 1.5), ("0", 0.0), (" 300 ", 300.0)])
+def test_number_settings_are_taken_as_text(text: str, number: float) -> None:
+    """singer-sdk leaves `TAP_ANALYTICS_BACKOFF_FACTOR=1.5` as text with `--config ENV`, and
+    Meltano passes these settings as text (meltano.yml declares them `kind: string`)."""
+    config = {"api_key": API_KEY, "base_url": BASE_URL, "backoff_factor": text}
+    tap = TapAnalytics(config=config, parse_env_config=False)
+    assert tap.client.settings.retry.backoff_factor == number
+
+
+@pytest.mark.parametrize("text", ["fast", "4000", "nan", ""])
+def test_number_settings_as_text_keep_their_rules(text: str) -> None:
+    config = {"api_key": API_KEY, "base_url": BASE_URL, "request_timeout": text}
+    with pytest.raises(ConfigValidationError) as info:
+        TapAnalytics(config=config, parse_env_config=False)
+    assert info.value.errors[0].startswith("setting 'request_timeout': must be")

@@ -14,6 +14,7 @@ not end up in a log). No singer-sdk, no dlt here.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -270,6 +271,21 @@ DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 def settings_for(engine: Engine) -> Iterator[Setting]:
     """The settings `engine` takes, in table order."""
     return (s for s in SETTINGS if engine in s.engines)
+
+
+def numbers_from_text(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with number settings given as text ("1.5") read as numbers, as the tap takes
+    them: singer-sdk reads integer and boolean variables as such but leaves number ones as text
+    (`TAP_ANALYTICS_BACKOFF_FACTOR=1.5` with `--config ENV`), and Meltano passes them as text
+    (its `decimal` kind crashes on a value from a variable, so meltano.yml says `string`). Text
+    that is no number stays text, which `setting_problems` reports."""
+    out = dict(values)
+    for setting in SETTINGS:
+        text = out.get(setting.name)
+        if setting.kind == "number" and isinstance(text, str):
+            with contextlib.suppress(ValueError):
+                out[setting.name] = float(text)
+    return out
 
 
 def setting_problems(

@@ -21,7 +21,7 @@ from analytics_api.limits import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TIMEOUT,
 )
-from analytics_api.settings import TAP, setting_problems
+from analytics_api.settings import TAP, numbers_from_text, setting_problems
 
 _NUMERIC_DEFAULTS = {
     "page_size": DEFAULT_PAGE_SIZE,
@@ -68,5 +68,5 @@ def tap_config_problems(path: str, *, ours: bool) -> list[str]:
         elif found := start_date_problem(start_date):
             problems.append(found)
     numbers = {name: config.get(name) for name in _NUMERIC_DEFAULTS}
-    problems += setting_problems(numbers, TAP, require=False)  # the settings table's rules
+    problems += setting_problems(numbers_from_text(numbers), TAP, require=False)  # as the tap
     return problems

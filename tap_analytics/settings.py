@@ -8,7 +8,6 @@ rule only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,13 @@ from typing import Any
 from singer_sdk import typing as th
 
 from analytics_api.config import is_plain_http_to_remote
-from analytics_api.settings import TAP, Setting, setting_problems, settings_for
+from analytics_api.settings import (
+    TAP,
+    Setting,
+    numbers_from_text,
+    setting_problems,
+    settings_for,
+)
 
 EMIT_ACTIVATE_VERSION = "emit_activate_version_messages"
 """The SDK-standard setting (built into singer-sdk from 0.55; declared here for 0.54)."""
@@ -64,26 +69,9 @@ def env_variable(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-NUMBERS_AS_TEXT = tuple(s.name for s in settings_for(TAP) if s.kind == "number")
-"""Number settings the tap also takes as text ("1.5"): singer-sdk reads integer and boolean
-variables as such but leaves number ones as text (`TAP_ANALYTICS_BACKOFF_FACTOR=1.5` with
-`--config ENV`), and Meltano passes them as text (declared `kind: string` in meltano.yml: its
-`decimal` kind crashes on a value from a variable). The tap reads them with `float()`."""
-
-
-def _numbers_from_text(config: Mapping[str, Any]) -> dict[str, Any]:
-    values = dict(config)
-    for name in NUMBERS_AS_TEXT:
-        text = values.get(name)
-        if isinstance(text, str):
-            with contextlib.suppress(ValueError):  # if not: text where a number is needed
-                values[name] = float(text)
-    return values
-
-
 def config_errors(config: Mapping[str, Any], logger: logging.Logger | None = None) -> list[str]:
     """Every problem with `config`, each naming the setting and never quoting its value."""
-    values = _numbers_from_text(config)
+    values = numbers_from_text(config)  # "1.5" from a variable or Meltano: read with float()
     errors = setting_problems(values, TAP, where=lambda name: f"env {env_variable(name)}")
     base_url = config.get("base_url")
     if logger and not errors and isinstance(base_url, str) and is_plain_http_to_remote(base_url):

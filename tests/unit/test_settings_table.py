@@ -31,6 +31,7 @@ from analytics_api.settings import (
     TAP,
     Setting,
     default_user_agent,
+    numbers_from_text,
     setting_problems,
     settings_for,
 )
@@ -124,6 +125,18 @@ def test_each_bound_and_type(name: str, good: list[Any], bad: list[Any]) -> None
     for value in bad:
         (problem,) = setting.problems(value)
         assert problem.startswith(f"setting '{name}': "), problem
+
+
+def test_number_settings_given_as_text_are_read_as_numbers_only_there() -> None:
+    """How the tap takes `--config ENV` and Meltano values (see `numbers_from_text`)."""
+    given = {"backoff_factor": "1.5", "request_timeout": "x", "page_size": "5", "base_url": "7"}
+    assert numbers_from_text(given) == {**given, "backoff_factor": 1.5}
+    assert [p.split("'")[1] for p in setting_problems(numbers_from_text(given), TAP)] == [
+        "api_key",
+        "base_url",
+        "page_size",
+        "request_timeout",
+    ]
 
 
 def test_the_version_comes_from_the_package_metadata() -> None:

@@ -1,7 +1,9 @@
 """One settings table (`analytics_api.settings`), and every entry point built from it or checked
 against it: the tap's JSON schema, `analytics_source()`, `dlt-bridge native`'s flags, the
 environments file, meltano.yml (tap-analytics and target-dlt's `deletes`). One bound per setting
-everywhere: a value out of range is refused by every entry point, before any request.
+everywhere: a value out of range is refused by every entry point (the tap, `analytics_source()`,
+`dlt-bridge native`, the environments file, `dlt-bridge run`'s check of the tap's config),
+before any request.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import dataclasses
 import importlib.util
 import inspect
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -277,11 +280,21 @@ def _environments(setting: str, value: Any, **_: Any) -> str:
     return ""
 
 
+def _bridge_run(setting: str, value: Any, *, tmp_path: Path, **_: Any) -> str:
+    """`dlt-bridge run --config FILE` checks the tap's config before it starts anything."""
+    from dlt_bridge.preflight import tap_config_problems
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"api_key": KEY, "base_url": URL, setting: value}), "utf-8")
+    return " ".join(tap_config_problems(str(path), ours=True))
+
+
 ENTRY_POINTS: dict[str, Callable[..., str]] = {
     "tap": _tap,
     "analytics_source()": _source,
     "dlt-bridge native": _native,
     "environments file": _environments,
+    "dlt-bridge run": _bridge_run,
 }
 OUT_OF_RANGE = [
     ("backoff_factor", 1000),
@@ -302,9 +315,14 @@ def isolated_native(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
 @pytest.mark.parametrize(("setting", "value"), OUT_OF_RANGE, ids=[s for s, _ in OUT_OF_RANGE])
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_a_value_out_of_range_is_refused_by_every_entry_point_before_any_request(
-    entry: str, setting: str, value: Any, caplog: pytest.LogCaptureFixture, isolated_native: None
+    entry: str,
+    setting: str,
+    value: Any,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    isolated_native: None,
 ) -> None:
-    text = ENTRY_POINTS[entry](setting, value, caplog=caplog)
+    text = ENTRY_POINTS[entry](setting, value, caplog=caplog, tmp_path=tmp_path)
     assert f"setting '{setting}': " in text, text
     rule = SETTINGS_BY_NAME[setting].bounds or "ISO 8601"
     assert rule in text, text
@@ -312,10 +330,10 @@ def test_a_value_out_of_range_is_refused_by_every_entry_point_before_any_request
 
 
 @pytest.mark.parametrize("entry", [e for e in ENTRY_POINTS if e != "dlt-bridge native"])
-def test_the_bounds_themselves_are_accepted_everywhere(entry: str) -> None:
+def test_the_bounds_themselves_are_accepted_everywhere(entry: str, tmp_path: Path) -> None:
     for setting in ("backoff_factor", "request_timeout", "page_size", "max_concurrency"):
         limit = SETTINGS_BY_NAME[setting].maximum
-        assert ENTRY_POINTS[entry](setting, limit) == "", (entry, setting)
+        assert ENTRY_POINTS[entry](setting, limit, tmp_path=tmp_path) == "", (entry, setting)
 
 
 # -- meltano.yml -----------------------------------------------------------------------------

@@ -14,16 +14,14 @@ any of that is touched, and released at its end:
    own, held for the run, so runs on other machines with folders of their own are held as well.
 
 The kernel releases an OS lock when its process ends, however it ends; the server releases an
-advisory lock when the session ends (the session has the server probe the connection every
-minute, so a machine that vanished frees it within minutes): a killed run never blocks the next
-one for long. Who holds a guard (pid, host, start, what run) is kept in the lock file or the lock
-session's `application_name`, for the one line a second run prints before it raises
-`RunBusyError` (on the command line: exit code `EXIT_BUSY`):
+advisory lock with its session (probed every minute: a vanished machine frees it in minutes). Who
+holds a guard is kept in the lock file or the session's `application_name`, for the one line a
+second run prints before it raises `RunBusyError` (on the command line: exit code `EXIT_BUSY`):
 
     environment 'a' is already loading since 12:03:11 (pid 1234 on host x); this run did nothing
 
 With `wait` > 0 it says once that it waits, then waits up to that many seconds. Nested guards of
-one thread share a lock; another thread of the process is held like another process.
+one thread are one run: they share locks and the outer label; another thread is another run.
 """
 
 from __future__ import annotations
@@ -37,10 +35,10 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 log = logging.getLogger("analytics_dlt")
 
@@ -48,13 +46,10 @@ EXIT_BUSY = 5
 """Exit code of a command that stopped because another run of its pipeline is in progress."""
 POLL_FIRST, POLL_MAX = 0.1, 2.0
 """Seconds between attempts while waiting: from POLL_FIRST, doubling, up to POLL_MAX."""
-KEEPALIVES = (
-    "tcp_keepalives_idle = 60",
-    "tcp_keepalives_interval = 10",
-    "tcp_keepalives_count = 6",
-)
-"""The lock session's keepalives: the server ends it (freeing the lock) about two minutes after
-the run's machine stops answering, instead of after the operating system's two hours."""
+KEEPALIVES = "SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10; "
+KEEPALIVES += "SET tcp_keepalives_count = 6"
+"""The server ends the lock session (freeing the lock) two minutes after the run's machine stops
+answering, not after the operating system's two hours."""
 NAMEDATALEN = 63
 """PostgreSQL keeps the first 63 bytes of an `application_name`."""
 _HOLDER = re.compile(r"^dlt-run (\d+)@(\S+) (\S+)(?: (.*))?$")
@@ -63,13 +58,9 @@ _HOLDER = re.compile(r"^dlt-run (\d+)@(\S+) (\S+)(?: (.*))?$")
 class RunBusyError(RuntimeError):
     """Another run holds the guard; this run touched nothing. The message is one line."""
 
-    def __init__(self, message: str, holder: Holder | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
-
 
 class GuardError(RuntimeError):
-    """The guard could not be taken at all (a lock file not writable, the server unreachable)."""
+    """The guard cannot be taken (a lock file not writable, the server unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +104,8 @@ class Holder:
 
     @classmethod
     def this_process(cls, by: str | None = None) -> Holder:
-        return cls(
-            os.getpid(), socket.gethostname(), datetime.now(timezone.utc).replace(microsecond=0), by
-        )
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        return cls(os.getpid(), socket.gethostname(), now, by)
 
 
 def folder_lock_path(pipelines_dir: str, pipeline_name: str) -> str:
@@ -135,26 +125,19 @@ def advisory_key(dataset_name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class _Lock(Protocol):
-    key: str
-
-    def try_acquire(self, holder: Holder) -> bool: ...
-    def holder(self) -> Holder | None: ...
-    def release(self) -> None: ...
-
-
 class _FileLock:
     """`flock` on a file that is never deleted (deleting it would let two runs lock two files)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, make_dir: bool = True) -> None:
+        self.path, self.make_dir = path, make_dir
         self.key = f"file:{path}"
         self._fd: int | None = None
 
     def try_acquire(self, holder: Holder) -> bool:
         fd = -1
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            if self.make_dir:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -171,11 +154,9 @@ class _FileLock:
         return True
 
     def holder(self) -> Holder | None:
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                return Holder.parse(fh.read())
-        except OSError:
-            return None
+        with contextlib.suppress(OSError), open(self.path, encoding="utf-8") as fh:
+            return Holder.parse(fh.read())
+        return None
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -209,12 +190,11 @@ class _AdvisoryLock:
                     f"cannot connect to PostgreSQL for the run guard: {text}"
                 ) from None
             self._connection.autocommit = True
-            settings = [*KEEPALIVES]
-            if self._connection.server_version >= 140000:  # an idle lock session must stay
-                settings.append("idle_session_timeout = 0")
+            idle = "; SET idle_session_timeout = 0"  # PostgreSQL 14+: an idle lock session stays
             with self._connection.cursor() as cursor:
-                for setting in settings:
-                    cursor.execute(f"SET {setting}")
+                cursor.execute(
+                    KEEPALIVES + (idle if self._connection.server_version >= 140000 else "")
+                )
         with self._connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.number,))
             return bool(cursor.fetchone()[0])
@@ -243,14 +223,14 @@ class _AdvisoryLock:
                 connection.close()  # the session ends: the server releases the lock
 
 
-_HELD: dict[str, tuple[int, int]] = {}
-"""The locks this process holds: key -> (thread, nesting count)."""
+_Lock = _FileLock | _AdvisoryLock
+_HELD: dict[str, tuple[int, int]] = {}  # the locks this process holds: key -> (thread, count)
 _HELD_LOCK = threading.Lock()
+_ACTIVE = threading.local()  # `guards`: the guards entered in this thread, outermost first
 
 
 def _nest(key: str) -> bool:
-    """Whether this thread holds `key` already (then once more). Another thread's hold does not
-    count: its lock conflicts with this thread's as another process's would."""
+    """Whether this thread holds `key` already (then once more; another thread: another run)."""
     with _HELD_LOCK:
         thread, count = _HELD.get(key, (None, 0))
         if thread != threading.get_ident():
@@ -266,6 +246,14 @@ def _unnest(key: str) -> bool:
         if count > 1:
             _HELD[key] = (thread, count - 1)
         return count == 1
+
+
+def _duckdb_file(credentials: Any) -> str | None:
+    """The database file, if it is one in a folder that exists (else DuckDB fails the run)."""
+    db = getattr(credentials, "database", None)
+    if not isinstance(db, str) or db[:1] in ("", ":"):  # `:memory:`, a connection: no file
+        return None
+    return db if os.path.isdir(os.path.dirname(os.path.abspath(db))) else None
 
 
 class RunGuard:
@@ -285,7 +273,8 @@ class RunGuard:
         on_wait: Callable[[str], None] | None = None,
         by: str | None = None,
     ) -> None:
-        self.label = label
+        outer = getattr(_ACTIVE, "guards", None)
+        self.label = outer[0].label if outer else label  # nested: the same run, its name
         self.wait = max(0.0, wait)
         self.on_wait = on_wait or log.warning
         self.holder = Holder.this_process(by)
@@ -307,15 +296,20 @@ class RunGuard:
         """What `pipeline` loads into, before anything is loaded, synced or opened there: its
         DuckDB file, or its dataset on PostgreSQL. Other destinations: nothing more (the working
         folder's lock holds on one machine)."""
+        from dlt.common.configuration.exceptions import ConfigurationException
+
         destination = getattr(pipeline, "destination", None)
         kind = destination.destination_type.rsplit(".", 1)[-1] if destination else None
-        if kind == "duckdb":
-            database = getattr(pipeline.destination_client().config.credentials, "database", None)
-            if isinstance(database, str) and database and not database.startswith(":"):
-                self._take(_FileLock(duckdb_lock_path(database)))
-        elif kind == "postgres":
+        if kind not in ("duckdb", "postgres"):
+            return
+        try:
             credentials = pipeline.destination_client().config.credentials
+        except ConfigurationException:  # no credentials: the run fails before it loads anything
+            return
+        if kind == "postgres":
             self._take(_AdvisoryLock(credentials, pipeline.dataset_name))
+        elif (database := _duckdb_file(credentials)) is not None:
+            self._take(_FileLock(duckdb_lock_path(database), make_dir=False))
 
     def _take(self, lock: _Lock) -> None:
         if _nest(lock.key):  # an outer guard of this thread holds it: shared
@@ -331,12 +325,10 @@ class RunGuard:
             if left <= 0:
                 lock.release()
                 self.release()
-                again = "is still loading" if self._said else "is already loading"
-                after = f" after {self.wait:.0f} s of waiting" if self._said else ""
-                raise RunBusyError(
-                    f"{self.label} {again} {self._who(holder)}{after}; this run did nothing",
-                    holder,
-                )
+                state = f"still loading {self._who(holder)} after {self.wait:.0f} s of waiting"
+                if not self._said:
+                    state = f"already loading {self._who(holder)}"
+                raise RunBusyError(f"{self.label} is {state}; this run did nothing")
             if not self._said:
                 self._said = True
                 self.on_wait(
@@ -373,27 +365,33 @@ class RunGuard:
                 lock.release()
 
     def __enter__(self) -> RunGuard:
+        _ACTIVE.__dict__.setdefault("guards", []).append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _ACTIVE.guards.remove(self)
         self.release()
 
 
-@contextlib.contextmanager
-def guarded_pipeline(
-    create: Callable[[], Any],
+def exclusive(
+    body: Callable[[RunGuard], int],
     *,
     label: str,
     pipeline_name: str,
     pipelines_dir: str | None = None,
     wait: float = 0.0,
-    on_wait: Callable[[str], None] | None = None,
-    by: str | None = None,
-) -> Iterator[Any]:
-    """The pipeline `create()` makes, its working folder held before it is made and its
-    destination before it is yielded; all released at the end of the block."""
-    with RunGuard(label, wait=wait, on_wait=on_wait, by=by) as guard:
-        guard.hold_pipeline(pipeline_name, pipelines_dir)
-        pipeline = create()
-        guard.hold_destination(pipeline)
-        yield pipeline
+    logger: logging.Logger = log,
+) -> int:
+    """A command's `body(guard)` with the pipeline's working folder held; the body holds the
+    destination once it has made the pipeline (`guard.hold_destination`). Another run holding
+    either: its one line on `logger` and `EXIT_BUSY`; no guard to be had: the reason and 1."""
+    try:
+        with RunGuard(label, wait=wait, on_wait=logger.warning) as guard:
+            guard.hold_pipeline(pipeline_name, pipelines_dir)
+            return body(guard)
+    except RunBusyError as exc:
+        logger.error("%s", exc)
+        return EXIT_BUSY
+    except GuardError as exc:
+        logger.error("%s", exc)
+        return 1

@@ -25,6 +25,7 @@ from analytics_api.redact import redact
 from analytics_api.settings import SOURCE, Setting, settings_for
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_dlt.deletions import merge_problem
+from analytics_dlt.guard import RunGuard, exclusive
 from analytics_source import analytics_source, settings_problems
 from analytics_source.settings import (
     API_KEY_ENV,
@@ -151,6 +152,7 @@ def _add_setting_flag(group: Any, setting: Setting) -> None:
 _FILE_FORMATS = ["auto", "parquet", "jsonl", "insert_values", "csv"]
 _FORMAT_HELP = "auto: parquet where the destination loads it, else its preferred format"
 _PENDING_HELP = "load packages a failed run left behind: finish or discard them"
+_BUSY_HELP = "another run of this pipeline loading: wait up to SECONDS; 0: stop (exit 5)"
 _DESTINATION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--destination", {"help": "dlt destination (default: dlt config, else duckdb)"}),
     ("--dataset-name", {"help": f"default: dlt config, else {DEFAULT_DATASET_NAME}"}),
@@ -158,6 +160,7 @@ _DESTINATION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--pipelines-dir", {"help": "dlt working directory root (default: dlt's own)"}),
     ("--loader-file-format", {"choices": _FILE_FORMATS, "default": "auto", "help": _FORMAT_HELP}),
     ("--on-pending", {"choices": ["load", "abort"], "default": "load", "help": _PENDING_HELP}),
+    ("--wait-if-busy", {"type": float, "default": 0.0, "metavar": "SECONDS", "help": _BUSY_HELP}),
     ("--log-level", {"default": "INFO", "choices": ["DEBUG", "INFO", "WARNING", "ERROR"]}),
 ]
 
@@ -191,11 +194,12 @@ def add_native_subcommand(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
-    """`dlt-bridge native`: exit 0 on success, 1 if the run failed, 2 for bad settings.
+    """`dlt-bridge native`: exit 0 on success, 1 if the run failed, 2 for bad settings, 5 if
+    another run of the pipeline is loading (`analytics_dlt.guard`).
 
     `api_key` given (per environment, `dlt_bridge.environments`) replaces the dlt secret lookup.
     """
-    from analytics_dlt.pipeline import LoadOptions, create_pipeline
+    from analytics_dlt.pipeline import LoadOptions
 
     _ensure_logging(getattr(args, "log_level", "INFO"))
     base_url = args.base_url or _lookup(
@@ -225,11 +229,33 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
         pipelines_dir=args.pipelines_dir,
         loader_file_format=args.loader_file_format,
     )
+    return exclusive(  # one run of the pipeline at a time; another one: EXIT_BUSY (5)
+        lambda guard: _run_guarded(args, bridge_options, guard, base_url, api_key, options),
+        label=f"pipeline '{args.pipeline_name}'",
+        pipeline_name=args.pipeline_name,
+        pipelines_dir=args.pipelines_dir,
+        wait=getattr(args, "wait_if_busy", 0.0),
+        logger=log,
+    )
+
+
+def _run_guarded(
+    args: argparse.Namespace,
+    bridge_options: Any,
+    guard: RunGuard,
+    base_url: str,
+    api_key: str,
+    options: dict[str, Any],
+) -> int:
+    from analytics_dlt.pipeline import create_pipeline
+
+    selected = [s.strip() for s in (args.streams or "").split(",") if s.strip()]
     try:
         pipeline = create_pipeline(bridge_options)  # resolves loader_file_format `auto`
     except ValueError as exc:
         log.error("%s", exc)
         return 2
+    guard.hold_destination(pipeline)
     if args.deletes != "off" and (cannot := merge_problem(pipeline)):
         log.error("--deletes %s: %s", args.deletes, cannot)
         return 2

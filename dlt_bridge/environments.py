@@ -35,6 +35,7 @@ from analytics_dlt.environments import (
     load_environments,
     select,
 )
+from analytics_dlt.guard import EXIT_BUSY, exclusive
 
 log = logging.getLogger("dlt_bridge")
 
@@ -65,7 +66,7 @@ class Outcome:
     """What became of one environment."""
 
     plan: Plan
-    status: str  # ok, failed, not run
+    status: str  # ok, failed, busy, not run
     exit_code: int | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -114,7 +115,8 @@ def run_environments(args: argparse.Namespace, environ: Mapping[str, str] | None
             )
     report(outcomes)
     failed = [o.exit_code or 1 for o in outcomes if o.status == "failed"]
-    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in failed else (failed or [0])[0]
+    busy = [EXIT_BUSY for o in outcomes if o.status == "busy"]
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in failed else (failed or busy or [0])[0]
 
 
 def plan_runs(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Plan]:
@@ -306,10 +308,24 @@ def run_plan(plan: Plan) -> Outcome:
     if code == 0:
         return Outcome(plan, "ok", 0, seconds)
     error = redact(errors.message or f"exit code {code}", plan.api_key)
-    return Outcome(plan, "failed", code, seconds, error)
+    status = "busy" if code == EXIT_BUSY else "failed"  # busy: another run had it, nothing done
+    return Outcome(plan, status, code, seconds, error)
 
 
 def _run(plan: Plan) -> int:
+    """The environment's run with its pipeline held throughout (`analytics_dlt.guard`): when
+    another run of the environment is loading, this one does nothing (EXIT_BUSY)."""
+    return exclusive(
+        lambda guard: _run_command(plan),
+        label=f"environment '{plan.environment.name}'",
+        pipeline_name=plan.args.pipeline_name,
+        pipelines_dir=plan.args.pipelines_dir,
+        wait=getattr(plan.args, "wait_if_busy", 0.0),
+        logger=log,
+    )
+
+
+def _run_command(plan: Plan) -> int:
     if plan.args.command == "native":
         from analytics_source.cli import run_native
 
@@ -330,8 +346,11 @@ def _run(plan: Plan) -> int:
 def report(outcomes: list[Outcome]) -> None:
     """One line per environment on stderr, and one JSON object per environment on stdout."""
     failed = sum(o.status == "failed" for o in outcomes)
-    ran = sum(o.status != "not run" for o in outcomes)
-    log.info("environments: %d run, %d failed, %d not run", ran, failed, len(outcomes) - ran)
+    busy = sum(o.status == "busy" for o in outcomes)
+    ran = sum(o.status not in ("not run", "busy") for o in outcomes)
+    also = f", {busy} busy (another run was loading them)" if busy else ""
+    not_run = len(outcomes) - ran - busy
+    log.info("environments: %d run, %d failed, %d not run%s", ran, failed, not_run, also)
     width = max((len(o.name) for o in outcomes), default=0)
     for o in outcomes:
         status = o.status if o.status != "failed" else f"failed (exit {o.exit_code})"

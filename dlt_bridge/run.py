@@ -2,6 +2,8 @@
 
 1. `check_tap_config` (run): the tap's config file is read and checked before anything else, so
    bad configuration exits 2 with no destination opened and no request sent.
+   Then the run guard (`analytics_dlt.guard`): another run of the pipeline loading stops this
+   one at once (exit 5) or, with `--wait-if-busy`, after waiting for it.
 2. `open_pipeline`: the pipeline (`analytics_dlt.pipeline`), and the first line of the run says
    where it loads.
 3. `prepare`: packages a failed run left behind, then the destination's state.
@@ -23,6 +25,7 @@ import orjson
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from analytics_api.errors import find_error
+from analytics_dlt.guard import RunGuard, exclusive
 from analytics_dlt.pipeline import LoadOptions, create_pipeline, one_connection, prepare
 from dlt_bridge.exit_codes import (
     EXIT_BAD_INPUT,
@@ -63,11 +66,25 @@ def load_command(args: argparse.Namespace, options: LoadOptions, *, run_tap: boo
         for problem in problems:
             log.error("%s", problem)
         return EXIT_USAGE
+    return exclusive(  # one run of the pipeline at a time; another one: EXIT_BUSY
+        lambda guard: _load_command(args, options, guard, run_tap=run_tap),
+        label=f"pipeline '{options.pipeline_name}'",
+        pipeline_name=options.pipeline_name,
+        pipelines_dir=options.pipelines_dir,
+        wait=getattr(args, "wait_if_busy", 0.0),
+        logger=log,
+    )
+
+
+def _load_command(
+    args: argparse.Namespace, options: LoadOptions, guard: RunGuard, *, run_tap: bool
+) -> int:
     try:
         pipeline = create_pipeline(options)
     except ValueError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    guard.hold_destination(pipeline)
     log.info("loading into %s", where(pipeline, options))
     with one_connection(pipeline, options) as pipeline:
         try:

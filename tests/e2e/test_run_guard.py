@@ -8,7 +8,9 @@ read before the first is let go. A holder process says `HELD` on its stdout once
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,9 +26,32 @@ import dlt
 import pytest
 
 from analytics_dlt.guard import RunBusyError, RunGuard
+from fake_api import DatasetConfig
+from tests.e2e import bridge_support, test_bridge_environments
+from tests.e2e.bridge_support import (
+    assert_tables_equal_dump,
+    common_args,
+    load_ids,
+    run_bridge_process,
+    stored_state,
+    write_tap_config,
+)
+from tests.e2e.test_bridge_environments import (
+    KEY_A,
+    KEY_B,
+    bridge,
+    entry,
+    report,
+    statuses,
+    write_environments,
+)
+from tests.e2e.test_bridge_postgres import DATASET, Target
 from tests.postgres import PostgresCluster
+from tests.support import all_dumps
 
 pytestmark = [pytest.mark.e2e]
+
+fakes = test_bridge_environments.fakes  # the fixture: two accounts, different data and keys
 
 HOLD_TIMEOUT = 300.0
 """Seconds a held request waits at most (a test that fails before letting go ends anyway)."""
@@ -177,3 +202,152 @@ def test_postgres_holds_one_dataset_across_dlt_folders_until_the_session_ends(
 
     holder.kill()  # its session ends with its connection: the server frees the lock...
     take("analytics_a", tmp_path / "two", same, wait=60)  # ...once it has seen the socket close
+
+
+# -- two `dlt-bridge run`s of one pipeline at once (a cron tick while a slow run still loads) --
+
+SMALL = DatasetConfig(seed=41, applications=4, event_types=5, tokens=2, ingest_sources=2)
+BUSY_LINE = re.compile(
+    r"dlt-bridge ERROR pipeline '(\w+)' is already loading since \d\d:\d\d:\d\d \(pid (\d+) on"
+    r" host \S+\); this run did nothing"
+)
+
+
+class BridgeProcess:
+    """`python -m dlt_bridge <args>` started in the background; stderr read line by line."""
+
+    def __init__(self, workdir: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dlt_bridge", *args],
+            cwd=workdir,
+            env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+
+    def read_until(self, text: str) -> str:
+        """Stderr lines until one holding `text` (fails if the process ends first)."""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if text in line:
+                return line
+        pytest.fail(f"no line with {text!r} before the end:\n{''.join(self.lines)[-3000:]}")
+
+    def finish(self) -> tuple[int, str]:
+        _, rest = self.proc.communicate(timeout=HOLD_TIMEOUT)
+        return self.proc.returncode, "".join(self.lines) + rest
+
+
+def run_args(workdir: Path, api: Any, *extra: str) -> list[str]:
+    config = write_tap_config(workdir, api)
+    return ["run", "--config", str(config), *extra, *common_args(workdir)]
+
+
+def test_a_second_run_while_one_loads_stops_at_once_with_exit_5(
+    tmp_path: Path, fake_api_factory: Any
+) -> None:
+    api = fake_api_factory(SMALL)
+    with HeldAPI(api) as held:
+        first = BridgeProcess(tmp_path, run_args(tmp_path, api))
+        held.wait_reached(first.proc)  # the first run holds the pipeline (it reached the API)
+        second = run_bridge_process(tmp_path, run_args(tmp_path, api)[:3])
+        held.let_go()
+        code, first_err = first.finish()
+    assert code == 0, first_err[-3000:]
+    assert second.returncode == 5
+    # one line, naming the pipeline and the first run; nothing else, no traceback
+    (line,) = second.stderr.splitlines()
+    match = BUSY_LINE.fullmatch(line)
+    assert match and match.groups() == ("tap_analytics", str(first.proc.pid)), line
+    assert_tables_equal_dump(tmp_path, all_dumps(api))
+    assert len(load_ids(tmp_path)) == 1  # one load: the first run's, its state committed once
+    assert stored_state(tmp_path) is not None
+    assert "Traceback" not in first_err
+
+
+def test_a_second_run_told_to_wait_says_so_and_runs_after_the_first(
+    tmp_path: Path, fake_api_factory: Any
+) -> None:
+    api = fake_api_factory(SMALL)
+    with HeldAPI(api) as held:
+        first = BridgeProcess(tmp_path, run_args(tmp_path, api))
+        held.wait_reached(first.proc)
+        second = BridgeProcess(tmp_path, run_args(tmp_path, api, "--wait-if-busy", "300"))
+        waiting = second.read_until("waiting up to")
+        held.let_go()  # only once the second said it waits
+        first_code, first_err = first.finish()
+        second_code, second_err = second.finish()
+    assert (first_code, second_code) == (0, 0), (first_err[-2000:], second_err[-2000:])
+    assert re.search(
+        rf"pipeline 'tap_analytics' is already loading since \d\d:\d\d:\d\d \(pid"
+        rf" {first.proc.pid} on host \S+\); waiting up to 300 s for that run to finish",
+        waiting,
+    ), waiting
+    assert "the other run finished after" in second_err
+    assert "Traceback" not in first_err + second_err
+    assert_tables_equal_dump(tmp_path, all_dumps(api))
+    assert len(load_ids(tmp_path)) == 1  # nothing new for the second: the state moved once
+    state = stored_state(tmp_path)
+    assert state is not None and state.get("bookmarks"), state
+
+
+def test_two_runs_from_separate_dlt_folders_on_one_postgres_schema(
+    postgres: PostgresCluster, tmp_path: Path, fake_api_factory: Any
+) -> None:
+    """Two machines: each its own dlt folder, one schema. The second stops (exit 5) before it
+    touches the schema; the first loads it exactly, once."""
+    api = fake_api_factory(SMALL)
+    one = Target(postgres, tmp_path / "one")
+    two = copy.copy(one)  # the same database and schema, another working directory
+    two.workdir = tmp_path / "two"
+    for target in (one, two):
+        target.workdir.mkdir()
+    config = str(write_tap_config(tmp_path, api))
+    with HeldAPI(api) as held:
+        first = BridgeProcess(one.workdir, one.argv("run", "--config", config)[3:], one.env)
+        held.wait_reached(first.proc)
+        second = two.bridge("run", "--config", config)
+        held.let_go()
+        code, first_err = first.finish()
+    assert code == 0, first_err[-3000:]
+    assert second.returncode == 5, second.stderr[-3000:]
+    (line,) = second.stderr.splitlines()
+    assert BUSY_LINE.fullmatch(line), line
+    assert f"(pid {first.proc.pid} on host" in line  # who holds it, as the server tells
+    one.assert_tables_equal_dump(all_dumps(api))
+    assert one.query(f"select count(*) from {DATASET}._dlt_loads") == [(1,)]
+
+
+@pytest.mark.parametrize("command", ["run", "native"])
+def test_a_busy_environment_is_reported_busy_and_the_others_run(
+    command: str,
+    tmp_path: Path,
+    fakes: tuple[Any, Any],
+    holders: list[HolderProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = fakes
+    write_environments(tmp_path, entry("a", a, "KEY_A"), entry("b", b, "KEY_B"))
+    database = tmp_path / "analytics_a.duckdb"
+    holder = HolderProcess("analytics_a", str(tmp_path / "pl"), "duckdb", str(database), "x")
+    holders.append(holder)
+    result = bridge(
+        tmp_path, command, "--environment", "all", keys={"KEY_A": KEY_A, "KEY_B": KEY_B}
+    )
+    assert result.returncode == 5, result.stderr[-3000:]
+    assert statuses(result) == {"a": "busy", "b": "ok"}
+    busy = (
+        rf"environment 'a' is already loading since \d\d:\d\d:\d\d \(the holder, pid"
+        rf" {holder.proc.pid} on host \S+\); this run did nothing"
+    )
+    assert re.fullmatch(busy, report(result)["a"]["error"]), report(result)["a"]
+    assert re.search(rf"dlt-bridge ERROR \[a\] {busy}\n", result.stderr), result.stderr[-3000:]
+    assert "environments: 1 run, 0 failed, 0 not run, 1 busy" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not database.exists()  # a's run stopped before its file was opened
+    monkeypatch.setattr(bridge_support, "DB_FILE", "analytics_b.duckdb")
+    assert_tables_equal_dump(tmp_path, all_dumps(b))

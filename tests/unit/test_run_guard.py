@@ -7,6 +7,7 @@ acts, then tells the holder to let go. The guard's own polling is the only waiti
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -26,8 +27,8 @@ from analytics_dlt.guard import (
     RunGuard,
     advisory_key,
     duckdb_lock_path,
+    exclusive,
     folder_lock_path,
-    guarded_pipeline,
 )
 
 TIME = r"\d\d:\d\d:\d\d"
@@ -92,7 +93,6 @@ def test_a_second_run_of_a_pipeline_stops_at_once_saying_who_holds_it(pipelines:
         rf" {host}\); this run did nothing",
         message,
     ), message
-    assert caught.value.holder is not None and caught.value.holder.by == "the holder"
     assert EXIT_BUSY == 5
     # released: the lock file stays (never deleted) but is empty, and the next run takes it
     lock = Path(folder_lock_path(pipelines, "p"))
@@ -187,26 +187,35 @@ def test_a_duckdb_file_is_held_whatever_pipeline_or_folder_loads_it(tmp_path: Pa
     assert not database.exists()  # the guard never opens the database
 
 
-def test_guarded_pipeline_holds_the_folder_before_the_pipeline_is_made(tmp_path: Path) -> None:
+def test_a_command_stops_before_its_pipeline_is_made_and_exits_5(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pipelines = str(tmp_path / "pipelines")
     database = tmp_path / "x.duckdb"
-    created: list[str] = []
+    made: list[str] = []
 
-    def create() -> Any:
-        created.append("made")
-        return duckdb_pipeline("x", pipelines, database)
+    def body(guard: RunGuard) -> int:
+        made.append("made")
+        guard.hold_destination(duckdb_pipeline("x", pipelines, database))
+        return 0
 
-    options: dict[str, Any] = {"label": "pipeline 'x'", "pipeline_name": "x"}
-    with (
-        HolderThread(lambda guard: guard.hold_pipeline("x", pipelines)),
-        pytest.raises(RunBusyError),
-        guarded_pipeline(create, pipelines_dir=pipelines, **options),
-    ):
-        pass
-    assert created == []  # stopped before dlt saw the working folder
+    logger = logging.getLogger("test_run_guard")
+    options: dict[str, Any] = {"pipeline_name": "x", "pipelines_dir": pipelines, "logger": logger}
+    with HolderThread(lambda guard: guard.hold_pipeline("x", pipelines)):
+        assert exclusive(body, label="pipeline 'x'", **options) == EXIT_BUSY
+    assert made == []  # stopped before dlt saw the working folder
     assert not (tmp_path / "pipelines" / "x").exists()
-    with guarded_pipeline(create, pipelines_dir=pipelines, **options) as p:
-        assert p.pipeline_name == "x" and created == ["made"]
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert caplog.records[0].getMessage().startswith("pipeline 'x' is already loading since ")
+
+    assert exclusive(body, label="pipeline 'x'", **options) == 0
+    assert made == ["made"]
+    # a nested guard (an environment around the command) is the same run, named as the outer
+    with RunGuard("environment 'x'") as outer:
+        outer.hold_pipeline("x", pipelines)
+        with RunGuard("pipeline 'x'") as inner:
+            assert inner.label == "environment 'x'"
+        assert exclusive(body, label="pipeline 'x'", **options) == 0
 
 
 def test_the_holder_line_round_trips_and_reads_well() -> None:

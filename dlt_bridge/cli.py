@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from dlt_bridge.args import build_parser, options_from_args
-from dlt_bridge.exit_codes import EXIT_OK, EXIT_USAGE
+from dlt_bridge.exit_codes import EXIT_LOAD_FAILED, EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger("dlt_bridge")
 
@@ -81,6 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _logging_to_stderr(args.log_level)
     try:
         return _dispatch(args)
+    except Exception as exc:  # a failure no step names: one line, the traceback at DEBUG
+        from dlt_bridge.run import describe
+
+        log.debug("unexpected failure", exc_info=True)
+        log.error(
+            "failed: %s: %s (run with --log-level DEBUG for details)",
+            type(exc).__name__,
+            describe(exc),
+        )
+        return EXIT_LOAD_FAILED
     finally:
         logging.getLogger("dlt_bridge").removeHandler(handler)
 

@@ -248,7 +248,7 @@ def destination_for(args: argparse.Namespace, env: Environment) -> tuple[str, st
             destination=args.destination,
             dataset_name=dataset,
             pipelines_dir=args.pipelines_dir,
-            loader_file_format=args.loader_file_format,
+            loader_file_format=getattr(args, "loader_file_format", "auto"),
         )
         pipeline = create_pipeline(options)
     except Exception as exc:

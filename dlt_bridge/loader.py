@@ -55,7 +55,7 @@ from dlt_bridge.messages import (
 )
 from dlt_bridge.state import STATE_KEY
 from dlt_bridge.stream_buffer import StreamBuffer
-from dlt_bridge.summary import LoadSummary, format_summary
+from dlt_bridge.summary import LoadSummary, format_summary, table_row_counts
 
 __all__ = ["RESOURCE_NAME", "LoadSummary", "SingerLoader", "format_summary"]
 
@@ -152,20 +152,27 @@ class SingerLoader:
         if extracted_nothing(pipeline, self.source_name, schema_before):
             # no rows, no schema change and the stored state: normalize and load have no work
             pipeline.abort_packages()
-            log.info("nothing new: no rows, the same schemas and state; nothing to load")
+            log.debug("nothing new: no rows, the same schemas and state; nothing to load")
             return
         log.debug("extracted %s records so far; normalizing", f"{received:,}")
         pipeline.normalize()
+        trace = pipeline.last_trace
+        normalize_info = trace.last_normalize_info if trace is not None else None
+        written = {
+            table: count
+            for table, count in (normalize_info.row_counts if normalize_info else {}).items()
+            if not table.startswith("_dlt_")
+        }
+        before = table_row_counts(pipeline, written)
         log.debug("loading the package into the destination")
         info: LoadInfo = pipeline.load(**load_workers(pipeline))
         self.summary.load_ids.extend(info.loads_ids)
-        trace = pipeline.last_trace
-        normalize_info = trace.last_normalize_info if trace is not None else None
-        if normalize_info is not None:
-            for table, count in normalize_info.row_counts.items():
-                if table.startswith("_dlt_"):
-                    continue
-                self.summary.rows_by_table[table] = self.summary.rows_by_table.get(table, 0) + count
+        after = table_row_counts(pipeline, written)
+        deleted = self.deletes.deleted if self.deletes is not None else {}
+        removed = self.deletes is not None and self.deletes.mode == "hard"
+        for table, rows in written.items():
+            grown = after[table] - before[table]
+            self.summary.add(table, rows, grown, deleted.get(table, 0), removed=removed)
 
     def _consume(
         self, iterator: Iterator[tuple[int, Message]], source_state: dict[str, Any]

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
@@ -86,13 +87,16 @@ def _load_command(
         return EXIT_USAGE
     guard.hold_destination(pipeline)
     log.info("loading into %s", where(pipeline, options))
-    with one_connection(pipeline, options) as pipeline:
+    with contextlib.ExitStack() as stack:
         try:
+            pipeline = stack.enter_context(one_connection(pipeline, options))
             prepare(pipeline, options.on_pending)
         except Exception as exc:
+            log.debug("the destination could not be prepared", exc_info=True)
             log.error(
-                "could not finish the load packages left by an earlier failed run: %s\n"
-                "Fix the destination and run again, or discard them with --on-pending abort.",
+                "cannot use the destination (%s): %s\nFix it (path, credentials, server) and run"
+                " again; load packages a failed run left can be dropped with --on-pending abort.",
+                where(pipeline, options),
                 describe(exc),
             )
             return EXIT_LOAD_FAILED
@@ -232,7 +236,7 @@ def _load(loader: Any, reader: Any, tap: TapProcess | None) -> int:
 
 def _tap_failed(tap: TapProcess, summary: Any) -> int:
     """The tap exited non-zero: say why, and what was kept (records sent with their state)."""
-    cause = tap.last_error or "see the tap's messages above"
+    cause = (tap.last_error or "see the tap's messages above").rstrip(". ")
     kept = (
         f"; the {summary.records:,} record(s) it sent before failing were kept with the state"
         " that covers them"

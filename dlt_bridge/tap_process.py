@@ -3,7 +3,8 @@
 The tap gets the stored Singer state as a `--state` file (none on a first run), as any Singer tap
 expects. Its stdout is the bridge's input. Its stderr is read on a thread: at the bridge's debug
 level every line is passed on; otherwise only the tap's warnings and errors, so a successful run
-stays quiet, and the last error line is kept to say why a failed run failed.
+stays quiet; the tap's last error line is not repeated but kept, and the bridge's own error
+line says it when the run fails.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ class TapProcess:
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             level = next((name for name in _LOUD if name in line), None)
-            if level in ("ERROR", "CRITICAL"):
+            if level in ("ERROR", "CRITICAL"):  # said once, by the bridge's own error line
                 self.last_error = _message_part(line)
-            if self._verbose or level is not None:
+            if self._verbose or level == "WARNING":
                 log.log(logging.DEBUG if self._verbose else logging.WARNING, "tap: %s", line)
 
     def wait(self) -> int:

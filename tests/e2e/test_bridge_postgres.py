@@ -68,7 +68,11 @@ class Target:
             "--dataset-name",
             DATASET,
             # `native` has no progress lines: only the working directory
-            *(common_args(self.workdir, args[0]) if args[0] != "native" else self.pipelines_dir),
+            *(
+                common_args(self.workdir, args[0])
+                if args[0] != "native"
+                else self.pipelines_dir_args
+            ),
         ]
 
     @property

@@ -137,3 +137,11 @@ def test_select_keeps_file_order_and_refuses_unknown_names() -> None:
     assert [e.name for e in select(envs, ["c", "a"])] == ["a", "c"]
     with pytest.raises(EnvironmentsError, match="unknown environment"):
         select(envs, ["z"])
+
+
+def test_the_shipped_example_file_is_valid() -> None:
+    """environments.example.yml, which the docs tell users to copy, passes every check."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "environments.example.yml"
+    assert [env.name for env in load_environments(example)] == ["prod", "staging"]

@@ -13,9 +13,18 @@ DAGSTER_STAMP := $(DAGSTER_VENV)/.installed
 
 .PHONY: install meltano dagster postgres demo test test-fast test-compat lint bench bench-memory clean
 
-$(STAMP): pyproject.toml
+# The runtime alone (what `make demo` needs), then the development tools on top (tests, lint).
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+
+$(RUNTIME_STAMP): pyproject.toml
+	@echo "Setting up $(VENV) with the runtime packages (first run: about a minute)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
+	@echo "Adding the development tools to $(VENV) (pytest, requests-mock, ruff, mypy)..."
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -37,7 +46,7 @@ $(DAGSTER_STAMP): pyproject.toml
 
 dagster: $(DAGSTER_STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/python scripts/demo.py
 
 # The PostgreSQL server binaries the tests start a throwaway cluster with (tests/postgres.py):

@@ -159,10 +159,13 @@ class Workspace:
             self.timings[label] = result.seconds
         return result
 
-    def start(self, *args: str, env: Mapping[str, str] | None = None) -> Started:
-        """`dagster <args>` in the background; `.wait()` gives its result. Its output goes to a
-        file, so a test that does not read it yet never blocks the process on a full pipe."""
-        argv = [str(self.dagster), *args]
+    def start(
+        self, *args: str, env: Mapping[str, str] | None = None, program: str = "dagster"
+    ) -> Started:
+        """`dagster <args>` (or another program of Dagster's, e.g. `dagster-daemon`) in the
+        background; `.wait()` gives its result. Its output goes to a file, so a test that does
+        not read it yet never blocks the process on a full pipe."""
+        argv = [str(self.dagster.parent / program), *args]
         output = self.root / f"output-{len(list(self.root.glob('output-*')))}.log"
         with output.open("wb") as sink:
             proc = subprocess.Popen(
@@ -173,7 +176,7 @@ class Workspace:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        return Started(["dagster", *args], proc, output, time.monotonic())
+        return Started([program, *args], proc, output, time.monotonic())
 
     def materialize_args(self, partition: str) -> list[str]:
         select = ["asset", "materialize", "-m", "analytics_dagster", "--select", "*"]
@@ -204,6 +207,12 @@ class Started:
     proc: subprocess.Popen[bytes]
     output: Path
     started: float
+
+    def stop(self) -> Result:
+        """Ask it to end (SIGTERM), then its result."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.wait()
 
     def wait(self) -> Result:
         try:

@@ -375,8 +375,108 @@ def test_the_documented_instance_configuration_loads(workspace: Factory) -> None
     ws = workspace(prod={})
     (ws.home / "dagster.yaml").write_text(doc_block("dagster.yaml"), "utf-8")
     info = ws.run("instance", "info", label="instance info").check()
-    assert "applyLimitPerUniqueValue: true" in info.output
     assert "retry_on_asset_or_op_failure: false" in info.output
+    queue = _probe(ws.python(QUEUE_PROBE, env=ws.env(keys=False), label="queue probe"))
+    limit = {"value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert queue == {
+        "coordinator": "QueuedRunCoordinator",
+        "threads": True,
+        "workers": 4,
+        "max_runs": 4,
+        "limits": [
+            {"key": "dagster/partition", **limit},
+            {"key": "dagster/asset_partition_range_start", **limit},
+        ],
+    }
+
+
+QUEUE_PROBE = """
+import json
+from dagster import DagsterInstance
+
+with DagsterInstance.get() as instance:
+    coordinator = instance.run_coordinator
+    config = coordinator.get_run_queue_config()
+    print("PROBE " + json.dumps({
+        "coordinator": type(coordinator).__name__,
+        "threads": coordinator.dequeue_use_threads,
+        "workers": coordinator.dequeue_num_workers,
+        "max_runs": config.max_concurrent_runs,
+        "limits": config.tag_concurrency_limits,
+    }))
+"""
+
+
+RUNS_PROBE = """
+import json, os, time
+from dagster import DagsterInstance, DagsterRunStatus
+
+expected = int(os.environ["PROBE_RUNS"])
+done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+deadline = time.monotonic() + 240
+with DagsterInstance.get() as instance:
+    while True:  # until every launched run has ended (the daemon runs them)
+        records = instance.get_run_records()
+        if len(records) >= expected and all(r.dagster_run.status in done for r in records):
+            break
+        assert time.monotonic() < deadline, [r.dagster_run.status for r in records]
+        time.sleep(0.5)
+    runs = []
+    for record in sorted(records, key=lambda r: r.create_timestamp):
+        run = record.dagster_run
+        messages = " ".join(e.user_message or "" for e in instance.all_logs(run.run_id))
+        runs.append({
+            "tags": {k: v for k, v in run.tags.items() if k.startswith("dagster/")
+                     and "partition" in k},
+            "status": run.status.value,
+            "start": record.start_time,
+            "end": record.end_time,
+            "busy": "already loading" in messages,
+        })
+print("PROBE " + json.dumps(runs))
+"""
+
+
+def test_the_documented_instance_overlaps_environments_one_run_each(workspace: Factory) -> None:
+    """The documented dagster.yaml with the daemon: runs of three environments load at the same
+    time (each fake holds its requests until all three have arrived), while a second run of an
+    environment, as a job run (`dagster/partition`) or as an asset backfill's run
+    (`dagster/asset_partition_range_start`), waits in the queue until the first has ended."""
+    ws = workspace(a={}, b={}, c={})
+    (ws.home / "dagster.yaml").write_text(doc_block("dagster.yaml"), "utf-8")
+    apis = {name: _environment(ws, name).api for name in ("a", "b", "c")}
+    job_run = {"dagster/partition": "a"}
+    backfill_run = {
+        "dagster/asset_partition_range_start": "c",
+        "dagster/asset_partition_range_end": "c",
+    }
+    queue = [job_run, {"dagster/partition": "b"}, job_run, backfill_run, backfill_run]
+    with (
+        HeldAPI(apis["a"]) as held_a,
+        HeldAPI(apis["b"]) as held_b,
+        HeldAPI(apis["c"]) as held_c,
+    ):
+        daemon = ws.start("run", "-m", "analytics_dagster", program="dagster-daemon")
+        try:
+            for tags in queue:
+                launch = ("job", "launch", "-m", "analytics_dagster", "-j", "analytics_job")
+                ws.run(*launch, "--tags", json.dumps(tags), label="job launch").check()
+            for held in (held_a, held_b, held_c):  # all three environments loading at once
+                held.wait_reached(daemon.proc)
+            for held in (held_a, held_b, held_c):
+                held.let_go()
+            env = ws.env(keys=False, PROBE_RUNS=str(len(queue)))
+            runs = _probe(ws.python(RUNS_PROBE, env=env, label="runs probe"))
+        finally:
+            daemon.stop()
+    assert [r["status"] for r in runs] == ["SUCCESS"] * len(queue), runs
+    assert not any(r["busy"] for r in runs)  # the queue kept them apart: no run was skipped
+    first_a, second_a = runs[0], runs[2]
+    first_c, second_c = runs[3], runs[4]
+    assert second_a["start"] >= first_a["end"], runs
+    assert second_c["start"] >= first_c["end"], runs
+    for name, api in apis.items():
+        assert_equals_dump(ws, name, all_dumps(api))
 
 
 # -- one run per environment at a time (analytics_dlt.guard) ----------------------------------
@@ -450,9 +550,14 @@ def test_two_pods_of_one_environment_on_one_schema_load_it_once(
     ws = workspace(prod={})
     prod = _environment(ws, "prod").api
     target = Target(postgres, tmp_path / "postgres")
+    # the server for every account, and this account's own password in a variable scoped to
+    # its pipeline (docs/orchestration.md): the guard's lock session resolves it as dlt does
     server = {
         "ANALYTICS_DESTINATION": "postgres",
-        "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(target.database),
+        "DESTINATION__POSTGRES__CREDENTIALS": (
+            f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{target.database}"
+        ),
+        "ANALYTICS_PROD__DESTINATION__POSTGRES__CREDENTIALS__PASSWORD": postgres.password,
     }
     pod_a = ws.env(**server, DLT_DATA_DIR=str(ws.root / "pod-a"))
     pod_b = ws.env(**server, DLT_DATA_DIR=str(ws.root / "pod-b"))

@@ -40,6 +40,7 @@ __all__ = [
     "prepare",
     "schema_hash",
     "source_name_for",
+    "where_it_loads",
 ]
 
 log = logging.getLogger("dlt_bridge")
@@ -164,6 +165,13 @@ def duckdb_path(pipeline_name: str) -> str | None:
     if value.startswith(":"):
         return None
     return os.path.abspath(value)
+
+
+def where_it_loads(pipeline: dlt.Pipeline, options: LoadOptions) -> str:
+    """`duckdb file /abs/path.duckdb, dataset analytics` or `postgres, dataset analytics`."""
+    name = pipeline.destination.destination_name if pipeline.destination else "?"
+    place = f" file {options.duckdb_file}" if options.duckdb_file else ""
+    return f"{name}{place}, dataset {pipeline.dataset_name}"
 
 
 def choose_loader_file_format(pipeline: dlt.Pipeline, requested: str = AUTO) -> str:

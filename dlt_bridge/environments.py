@@ -289,8 +289,6 @@ def run_plan(plan: Plan) -> Outcome:
     bridge.addHandler(errors)
     for logger in (bridge, source):
         logger.addFilter(prefix)
-    where = f"{plan.location}, " if plan.location else ""
-    log.info("loading into %s %sdataset %s", plan.destination, where, plan.args.dataset_name)
     started = time.monotonic()
     try:
         code = _run(plan)

@@ -27,7 +27,13 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from analytics_api.errors import find_error
 from analytics_dlt.guard import RunGuard, exclusive
-from analytics_dlt.pipeline import LoadOptions, create_pipeline, one_connection, prepare
+from analytics_dlt.pipeline import (
+    LoadOptions,
+    create_pipeline,
+    one_connection,
+    prepare,
+    where_it_loads,
+)
 from dlt_bridge.exit_codes import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -86,7 +92,7 @@ def _load_command(
         log.error("%s", exc)
         return EXIT_USAGE
     guard.hold_destination(pipeline)
-    log.info("loading into %s", where(pipeline, options))
+    log.info("loading into %s", where_it_loads(pipeline, options))
     with contextlib.ExitStack() as stack:
         try:
             pipeline = stack.enter_context(one_connection(pipeline, options))
@@ -96,7 +102,7 @@ def _load_command(
             log.error(
                 "cannot use the destination (%s): %s\nFix it (path, credentials, server) and run"
                 " again; load packages a failed run left can be dropped with --on-pending abort.",
-                where(pipeline, options),
+                where_it_loads(pipeline, options),
                 describe(exc),
             )
             return EXIT_LOAD_FAILED
@@ -112,13 +118,6 @@ def _load_command(
                 return _load_tap_output(args, options, pipeline, tap)
             finally:
                 tap.stop()
-
-
-def where(pipeline: Any, options: LoadOptions) -> str:
-    """`duckdb file /abs/path.duckdb, dataset analytics` or `postgres, dataset analytics`."""
-    name = pipeline.destination.destination_name if pipeline.destination else "?"
-    place = f" file {options.duckdb_file}" if options.duckdb_file else ""
-    return f"{name}{place}, dataset {pipeline.dataset_name}"
 
 
 def start_tap(

@@ -88,11 +88,10 @@ def main() -> int:
     print(f"\ntap -> JSONL   {tap_seconds:.1f} s   {out / 'jsonl'}/<stream>.jsonl")
     print(f"tap -> DuckDB  {bridge_seconds:.1f} s   {duckdb_path} (dataset 'analytics')")
     print(f"logs           {out / 'tap.log'}, {out / 'bridge.log'}")
-    query = "select app_id, count(*) as endpoints from analytics.endpoints group by 1 limit 3"
-    print(
-        f'try:           {BIN / "python"} -c "import duckdb; print(duckdb.connect('
-        f"'{duckdb_path}', read_only=True).sql('{query}'))\""
-    )
+    query = "select app_id, count(*) as endpoints from endpoints group by 1 limit 3"
+    show = f"cd {out} && {BIN / 'dlt-bridge'} show --pipelines-dir .dlt-pipelines"
+    print(f"try:           {show}")
+    print(f'               {show} --sql "{query}"')
     return 0 if ok else 1
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
-from fake_api import Dataset, DatasetConfig, FakeAPI, FakeAPIProcess
+from fake_api import Dataset, DatasetConfig, FakeAPI
 
 CHILDREN = {s.name: s for s in STREAMS if s.is_child}
 
 
-def _get(api: FakeAPI | FakeAPIProcess, path: str) -> tuple[int, Any]:
+def _get(api: FakeAPI, path: str) -> tuple[int, Any]:
     request = urllib.request.Request(
         api.url + path, headers={"Authorization": f"Bearer {api.token}"}
     )
@@ -162,23 +162,3 @@ def test_info_counts_deletions_and_reset_undoes_them(fake_api: FakeAPI) -> None:
     fake_api.reset_data()
     assert fake_api.dump_all() == original
     assert fake_api.info()["deletions"] == 0
-
-
-def test_control_endpoint_and_process_handle() -> None:
-    config = DatasetConfig(applications=6)
-    with FakeAPIProcess(config) as api:
-        deleted = api.delete_records(share=0.2, seed=4)
-        expected = Dataset(config).delete_records(0.2, seed=4)
-        assert deleted == expected
-        for stream in STREAMS:
-            assert _keys(api.dump(stream.name), stream.name) == [
-                k
-                for k in _keys(Dataset(config).dump(stream.name), stream.name)
-                if k not in set(deleted[stream.name])
-            ]
-        request = urllib.request.Request(
-            api.url + "/_fake/delete", data=b'{"share": 2}', method="POST"
-        )
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(request, timeout=10)
-        assert info.value.code == 400

@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Each sets up what it needs.
+# On a fresh machine: `make demo`, `make test` (the fast loop) and `make test-all` (everything,
+# what CI runs). Each sets up what it needs.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ DAGSTER_VENV  ?= .venv-dagster
 DAGSTER       := $(DAGSTER_VENV)/bin/dagster
 DAGSTER_STAMP := $(DAGSTER_VENV)/.installed
 
-.PHONY: install meltano dagster postgres demo test test-fast test-compat lint bench bench-memory clean
+.PHONY: install meltano dagster postgres demo test test-all test-fast test-compat lint bench bench-memory clean
 
 # The runtime alone (what `make demo` needs), then the development tools on top (tests, lint).
 RUNTIME_STAMP := $(VENV)/.installed-runtime
@@ -60,14 +61,25 @@ postgres:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends postgresql; \
 	fi
 
-test: $(STAMP) $(MELTANO) dagster postgres
+# The fast loop (under 5 minutes on 2 cores): unit, conformance (both engines) and the core
+# end-to-end runs (tests/conftest.py CORE_E2E); every test marked `slow` is left to test-all.
+# Needs .venv only: no Meltano, Dagster or PostgreSQL.
+test: $(STAMP)
+	RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q -m "not slow"
+
+# Everything, and what .ci/run runs: the whole suite (Meltano, Dagster, PostgreSQL, kills,
+# reliability), then test-compat. Creates .venv-meltano, .venv-dagster and .venv-compat and
+# installs the PostgreSQL server with apt-get when missing.
+test-all: $(STAMP) $(MELTANO) dagster postgres
 	MELTANO_BIN=$(CURDIR)/$(MELTANO) DAGSTER_BIN=$(CURDIR)/$(DAGSTER) RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q
+	$(MAKE) test-compat
 
+# Unit tests only (seconds).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	RUNTIME__DLTHUB_TELEMETRY=false $(BIN)/python -m pytest -q tests/unit
 
-# Unit tests and one end-to-end tap sync on the newest singer-sdk and dlt, pre-releases
-# included, in a virtualenv of their own (.venv-compat). Not part of `make test`.
+# Unit tests, the end-to-end tap sync and the compat checks on the newest singer-sdk and dlt,
+# pre-releases included, in a virtualenv of their own (.venv-compat). Part of `make test-all`.
 test-compat:
 	PYTHON=$(PYTHON) scripts/test_compat.sh
 

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the local fake analytics API (see docs/fake_api.md)."""
+"""Shared pytest fixtures: the local fake analytics API (see docs/fake_api.md); and which tests
+`make test` (the fast loop) runs: see `CORE_E2E`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,51 @@ FakeHandle = FakeAPI | FakeAPIProcess
 
 SMALL_DATASET = DatasetConfig()
 """The default dataset: ~220 records over the eight streams (seed 1)."""
+
+
+CORE_E2E: dict[str, str] = {
+    "tests/e2e/test_tap_e2e.py": "the tap as a process: full and incremental runs = ground truth",
+    "tests/e2e/test_bridge_e2e.py::test_run_equals_dump_and_a_second_run_adds_nothing": (
+        "dlt-bridge run into DuckDB = ground truth"
+    ),
+    "tests/e2e/test_bridge_e2e.py::test_as_a_singer_target_in_a_pipe": "tap | dlt-bridge load",
+    "tests/e2e/test_native_parity.py::test_full_run_parity_and_dump": (
+        "the native source = the bridge's tables = ground truth"
+    ),
+    "tests/e2e/test_readme_settings.py": "the README's generated tables are current",
+    "tests/e2e/test_fake_api_process.py": "the fake API in its own process",
+}
+"""The end-to-end tests `make test` runs, besides tests/unit and tests/conformance (a module, or
+one test with all its parameters). Every other test under tests/e2e and tests/reliability is
+marked `slow` and left to `make test-all`: Meltano, Dagster, PostgreSQL, kills, injected faults,
+bad input, every command-line path. Keep `make test` under 5 minutes on 2 cores."""
+
+_LEFT_TO_TEST_ALL = ("tests/e2e/", "tests/reliability/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` every end-to-end and reliability test not in `CORE_E2E`; fail when an entry
+    of `CORE_E2E` names a test that is gone from a collected module."""
+    found: set[str] = set()
+    modules: set[str] = set()
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if not module.startswith(_LEFT_TO_TEST_ALL):
+            continue
+        modules.add(module)
+        entry = next((e for e in CORE_E2E if _names(e, item.nodeid)), None)
+        if entry is None:
+            item.add_marker(pytest.mark.slow)
+        else:
+            found.add(entry)
+    stale = [e for e in CORE_E2E if e.split("::")[0] in modules and e not in found]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py CORE_E2E names tests that are gone: {stale}")
+
+
+def _names(entry: str, nodeid: str) -> bool:
+    """Whether `entry` (a module or a test) is `nodeid` or contains it."""
+    return nodeid == entry or nodeid.startswith((entry + "::", entry + "["))
 
 
 def tap_config_for(api: FakeHandle, **extra: Any) -> dict[str, Any]:

@@ -323,6 +323,45 @@ def prepare(pipeline: dlt.Pipeline, on_pending: PendingPolicy = "load") -> None:
     pipeline.sync_destination()
 
 
+NATIVE_SCHEMA = "analytics"
+"""The dlt schema (source) name of the native source's tables; the Singer bridge's schema is
+named after its pipeline (`source_name_for`)."""
+
+
+class MixedEnginesError(ValueError):
+    """The dataset already holds the other engine's tables: loading would mix two engines."""
+
+
+def refuse_other_engine(pipeline: dlt.Pipeline, other_schema: str) -> None:
+    """Raise `MixedEnginesError` when the destination's dataset holds tables of `other_schema`.
+
+    The two engines make the same tables but keep their state apart (the bridge's Singer state,
+    the native source's incremental state): loading one dataset with both would have each engine
+    re-read or skip what the other loaded, and dlt would keep two schemas for one set of tables.
+    """
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    try:
+        with pipeline.sql_client() as client:
+            version_table = client.make_qualified_table_name("_dlt_version")
+            rows = client.execute_sql(
+                f"select count(*) from {version_table} where schema_name = %s", other_schema
+            )
+    except DatabaseUndefinedRelation:
+        return
+    if rows and rows[0][0]:
+        engine = "the native source" if other_schema == NATIVE_SCHEMA else "the Singer bridge"
+        raise MixedEnginesError(
+            f"dataset {pipeline.dataset_name} ({where_it_loads_short(pipeline)}) already holds"
+            f" tables loaded by {engine} (dlt schema '{other_schema}'); one engine per dataset."
+            " Load this one elsewhere (--pipeline-name, --dataset-name or another file)."
+        )
+
+
+def where_it_loads_short(pipeline: dlt.Pipeline) -> str:
+    return location_of(pipeline) or str(pipeline.destination.destination_name)
+
+
 def schema_hash(pipeline: dlt.Pipeline, schema_name: str) -> str | None:
     """Version hash of the pipeline's schema `schema_name` (None before it exists)."""
     schema = pipeline.schemas.get(schema_name)

@@ -28,10 +28,13 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from analytics_api.errors import find_error
 from analytics_dlt.guard import RunGuard, exclusive
 from analytics_dlt.pipeline import (
+    NATIVE_SCHEMA,
     LoadOptions,
+    MixedEnginesError,
     create_pipeline,
     one_connection,
     prepare,
+    refuse_other_engine,
     where_it_loads,
 )
 from dlt_bridge.exit_codes import (
@@ -97,6 +100,10 @@ def _load_command(
         try:
             pipeline = stack.enter_context(one_connection(pipeline, options))
             prepare(pipeline, options.on_pending)
+            refuse_other_engine(pipeline, NATIVE_SCHEMA)
+        except MixedEnginesError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
         except Exception as exc:
             log.debug("the destination could not be prepared", exc_info=True)
             log.error(
@@ -181,7 +188,13 @@ def _loader(
 ) -> Any:
     from dlt_bridge.loader import SingerLoader
 
-    return SingerLoader(pipeline, options, deletes=args.deletes, on_input_end=on_input_end)
+    return SingerLoader(
+        pipeline,
+        options,
+        deletes=args.deletes,
+        on_input_end=on_input_end,
+        history=getattr(args, "history", False),
+    )
 
 
 def _load(loader: Any, reader: Any, tap: TapProcess | None) -> int:

@@ -72,3 +72,22 @@ def test_native_from_a_second_directory_loads_into_that_directory(
         result = _bridge(workdir, pipelines, "native", "--base-url", fake_api.url, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert (workdir / "analytics_native.duckdb").exists()
+
+
+def test_the_bridge_refuses_a_dataset_the_native_source_loaded(
+    fake_api: Any, tmp_path: Path
+) -> None:
+    """Dagster (native source) and `dlt-bridge run --environment` default to the same pipeline,
+    file and dataset: the second engine refuses clearly instead of mixing states."""
+    pipelines = tmp_path / "pipelines"
+    env = {"SOURCES__ANALYTICS__API_KEY": fake_api.token}
+    shared = ["--pipeline-name", "analytics_prod"]
+    native = _bridge(tmp_path, pipelines, "native", "--base-url", fake_api.url, *shared, env=env)
+    assert native.returncode == 0, native.stderr[-3000:]
+    config = write_tap_config(tmp_path, fake_api)
+    fake_api.reset_stats()
+    bridge = _bridge(tmp_path, pipelines, "run", "--config", str(config), *shared)
+    assert bridge.returncode == 2, bridge.stderr[-3000:]
+    errors = [line for line in bridge.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "native source" in errors[0]
+    assert fake_api.stats()["total"] == 0

@@ -6,8 +6,8 @@ free port (no Unix socket, `fsync` off), waits until `pg_isready` answers, and r
 `postgres` in tests/conftest.py does both around the whole test session.
 
 * The binaries are found in `/usr/lib/postgresql/<version>/bin` (the newest version installed; env
-  `ANALYTICS_PG_BINDIR` names another folder). `make test` installs them with apt-get when they are
-  missing (`make postgres`).
+  `ANALYTICS_PG_BINDIR` names another folder). `make test-all` installs them with apt-get when
+  they are missing (`make postgres`).
 * `initdb` refuses to run as root: as root, the server runs as the unprivileged `postgres` user the
   Debian package creates (`runuser -u postgres --`); otherwise as the current user.
 * Missing binaries FAIL the tests that need the server, with what to install, unless

@@ -51,7 +51,7 @@ def dagster_bin() -> Path:
             return candidate
     pytest.fail(
         "Dagster not found: set DAGSTER_BIN or run `make dagster` (python3 -m venv .venv-dagster"
-        " && .venv-dagster/bin/pip install -e '.[dagster]'); `make test` creates it",
+        " && .venv-dagster/bin/pip install -e '.[dagster]'); `make test-all` creates it",
         pytrace=False,
     )
 

@@ -8,7 +8,7 @@ in the child's environment only. Tables are compared with each fake's ground tru
 test_meltano's DuckDB helpers (tests/e2e/dagster_support.py points them at each file).
 
 Dagster lives in its own virtualenv: `$DAGSTER_BIN`, else `.venv-dagster/bin/dagster` (`make
-dagster`, which `make test` runs). Without it these tests fail, saying how to create it.
+dagster`, which `make test-all` runs). Without it these tests fail, saying how to create it.
 """
 
 from __future__ import annotations

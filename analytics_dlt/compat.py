@@ -19,7 +19,9 @@ against the newest dlt):
 * `file_formats_for_new_table`: the destination's per-table file-format selector, asked for a
   table with no hints (PostgreSQL lists parquet but only loads it with an ADBC driver).
 * `has_pending_jobs`: reads the job states of a load package (`new_jobs`, ...).
-Tests of the last three: tests/e2e/test_bridge_defaults.py::test_compat_hooks_still_exist_in_dlt.
+* `default_pipelines_dir`: the pipelines folder `dlt.pipeline()` uses when given none (the run
+  guard locks a pipeline's folder before dlt opens it).
+Tests of the last four: tests/e2e/test_bridge_defaults.py::test_compat_hooks_still_exist_in_dlt.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def file_formats_for_new_table(caps: Any) -> tuple[Any, list[str]]:
             preferred, supported, table_schema=probe
         )
     return preferred, list(supported)
+
+
+def default_pipelines_dir() -> str:
+    """The folder of dlt's pipelines when none is given (`$DLT_DATA_DIR/pipelines`, ...)."""
+    from dlt.common.pipeline import get_dlt_pipelines_dir
+
+    return str(get_dlt_pipelines_dir())
 
 
 def has_pending_jobs(pipeline: Any, load_id: str) -> bool:

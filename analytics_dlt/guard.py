@@ -287,9 +287,9 @@ class RunGuard:
         """The pipeline's working folder, before `dlt.pipeline()` opens it; `pipelines_dir`
         None: dlt's default (`$DLT_DATA_DIR/pipelines`, else ~/.dlt/pipelines)."""
         if not pipelines_dir:
-            from dlt.common.pipeline import get_dlt_pipelines_dir
+            from analytics_dlt.compat import default_pipelines_dir
 
-            pipelines_dir = get_dlt_pipelines_dir()
+            pipelines_dir = default_pipelines_dir()
         self._take(_FileLock(folder_lock_path(pipelines_dir, pipeline_name)))
 
     def hold_destination(self, pipeline: Any) -> None:

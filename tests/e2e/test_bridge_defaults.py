@@ -71,6 +71,9 @@ def test_compat_hooks_still_exist_in_dlt(tmp_path: Path) -> None:
     postgres = dlt.destinations.postgres("postgresql://u:p@127.0.0.1:1/db").capabilities()
     preferred, supported = compat.file_formats_for_new_table(postgres)
     assert preferred == "insert_values" and "insert_values" in supported
+    # the folder dlt.pipeline() opens when given no pipelines_dir
+    default = dlt.pipeline("compat_default_dir")
+    assert os.path.dirname(default.working_dir) == compat.default_pipelines_dir()
 
 
 def test_duckdb_memory_limit_default_and_user_override(

@@ -24,6 +24,7 @@ FLAGS = {  # Meltano setting -> `dlt-bridge load` flag
     "batch_size": "--batch-size",
     "commit_every": "--commit-every",
     "on_pending": "--on-pending",
+    "wait_if_busy": "--wait-if-busy",
     "deletes": "--deletes",
     "progress_interval": "--progress-interval",
     "log_level": "--log-level",

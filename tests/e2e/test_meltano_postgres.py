@@ -4,11 +4,15 @@ meltano.yml, installed from PyPI without the Hub) with deletions, on a real Post
 The project is copied to a temporary folder as in tests/e2e/test_meltano.py; in the copy the
 extractor is put into the deletion mode a user turns on (docs/deletions.md): every stream
 `replication-method: FULL_TABLE` and `emit_activate_version_messages: true`. The loader keeps
-meltano.yml's `hard_delete: true` and `load_method: upsert`. Against the fake API and the
-session's throwaway cluster (the `postgres` fixture, tests/postgres.py):
+meltano.yml's `load_method: upsert` and its stream map (the `endpoints` stream's `version`
+becomes `endpoint_version`); `hard_delete` is meltano.yml's `true` or, for soft deletes,
+`TARGET_POSTGRES_HARD_DELETE=false`. Each test's database is kept in UTC, as docs/deletions.md
+says (the target stores timestamps without time zone). Against the fake API and the session's
+throwaway cluster (the `postgres` fixture, tests/postgres.py):
 
 * a first run loads tables equal to the fake's dump; after `api.delete_records(...)` a second
-  run leaves tables equal to the new dump (the deleted rows are gone);
+  run deletes (`hard_delete: true`) or marks with `_sdc_deleted_at` (`false`) exactly the rows
+  the fake deleted: the live rows equal the new dump, the marked ones keep their last values;
 * a run that fails part-way (one child path answers 503 beyond the retry budget) deletes
   nothing that still exists upstream, nothing at all from the failed stream, and the next run
   catches up exactly.
@@ -18,7 +22,7 @@ failed scan) is what a standard singer-sdk SQL target expects.
 
 The database credentials reach Meltano (and so the target) only through the child process's
 environment (`TARGET_POSTGRES_*`). These tests never skip for a missing Meltano: they fail and
-say how to install it (`make meltano`; `make test-all` does it). PostgreSQL: see the fixture.
+say how to install it (`make meltano`; `make test` does it). PostgreSQL: see the fixture.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ import yaml
 
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from fake_api import DatasetConfig, FakeAPI, FaultRule, parse_ts
-from tests.e2e.test_meltano import Result, copy_project
+from tests.e2e.test_meltano import REPO, Result, copy_project
 from tests.e2e.test_meltano import meltano_bin as find_meltano
 from tests.postgres import PostgresCluster
 from tests.support import all_dumps, normalized, run_command
@@ -45,6 +49,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 SCHEMA = "analytics"  # target-postgres's `default_target_schema` in meltano.yml
+RENAMED = {"endpoints": {"version": "endpoint_version"}}
+"""Columns meltano.yml's stream map on target-postgres renames: stream -> {property: column}."""
+DELETED_AT = "_sdc_deleted_at"  # set by the target on rows of older versions (soft deletes)
 TIMEOUT = 600  # seconds for one Meltano command (a cold install of the target takes ~30 s)
 DATASET = DatasetConfig(seed=11)
 
@@ -133,6 +140,8 @@ class Database:
     project: MeltanoProject
     name: str
 
+    hard_delete: bool = True
+
     def meltano_run(self, api: FakeAPI, label: str) -> Result:
         """`meltano run tap-analytics target-postgres`; the fake's URL and key and the database's
         credentials only in the child's environment. `max_retries: 0` keeps a failure quick."""
@@ -150,36 +159,58 @@ class Database:
                 "TARGET_POSTGRES_USER": self.cluster.user,
                 "TARGET_POSTGRES_PASSWORD": self.cluster.password,
                 "TARGET_POSTGRES_DATABASE": self.name,
+                "TARGET_POSTGRES_HARD_DELETE": str(self.hard_delete).lower(),
             },
         )
 
-    def rows(self, stream: str) -> list[dict[str, Any]]:
-        """The stream's table as JSON objects (column name -> value); [] without a table."""
-        exists = self.cluster.query(
-            self.name,
-            "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
-            [SCHEMA, stream],
-        )
-        if not exists:
+    def rows(self, stream: str, live: bool = False) -> list[dict[str, Any]]:
+        """The stream's table as JSON objects (column name -> value); [] without a table.
+        `live`: only the rows not marked deleted."""
+        if not self.columns(stream):
             return []
+        where = f" where {DELETED_AT} is null" if live else ""
         found = self.cluster.query(
-            self.name, f'select row_to_json(t)::text from {SCHEMA}."{stream}" t'
+            self.name, f'select row_to_json(t)::text from {SCHEMA}."{stream}" t{where}'
         )
         return [json.loads(r[0]) for r in found]
 
-    def records(self, stream: str) -> dict[str, dict[str, Any]]:
+    def columns(self, stream: str) -> set[str]:
+        """The stream's table's column names (none without a table)."""
+        found = self.cluster.query(
+            self.name,
+            "select column_name from information_schema.columns"
+            " where table_schema = %s and table_name = %s",
+            [SCHEMA, stream],
+        )
+        return {r[0] for r in found}
+
+    def records(self, stream: str, live: bool = False) -> dict[str, dict[str, Any]]:
         """The table keyed by primary key, each row on the schema's properties (compare_form)."""
         definition = STREAMS_BY_NAME[stream]
         out: dict[str, dict[str, Any]] = {}
-        for row in self.rows(stream):
+        for row in self.rows(stream, live):
             record = from_row(stream, row)
             key = record[definition.primary_key]
             assert key not in out, f"{stream}: key {key} twice in the table"
             out[key] = record
         return out
 
-    def tables(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {s.name: self.records(s.name) for s in STREAMS}
+    def tables(self, live: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+        return {s.name: self.records(s.name, live) for s in STREAMS}
+
+    def marked(self) -> dict[str, set[str]]:
+        """Per stream, the keys the target marked deleted (`_sdc_deleted_at` set)."""
+        out: dict[str, set[str]] = {}
+        for stream in STREAMS:
+            out[stream.name] = set()
+            if DELETED_AT in self.columns(stream.name):
+                found = self.cluster.query(
+                    self.name,
+                    f'select "{stream.primary_key}" from {SCHEMA}."{stream.name}"'
+                    f" where {DELETED_AT} is not null",
+                )
+                out[stream.name] = {r[0] for r in found}
+        return out
 
 
 def _squash(name: str) -> str:
@@ -190,10 +221,12 @@ def from_row(stream: str, row: dict[str, Any]) -> dict[str, Any]:
     """A table row as a record of the schema's properties in comparable form (`compare_form`).
 
     The target names columns after the properties in snake_case (`createdAt` -> `created_at`);
-    they are matched ignoring case and underscores. `_sdc_*` columns are left out."""
+    they are matched ignoring case and underscores, after meltano.yml's stream map (`RENAMED`).
+    `_sdc_*` columns are left out."""
     properties = STREAMS_BY_NAME[stream].schema["properties"]
+    renamed = RENAMED.get(stream, {})
     columns = {_squash(c): c for c in row if not c.startswith("_sdc_")}
-    record = {p: row.get(columns.get(_squash(p), "")) for p in properties}
+    record = {p: row.get(columns.get(_squash(renamed.get(p, p)), "")) for p in properties}
     return compare_form(stream, record, from_postgres=True)
 
 
@@ -206,8 +239,11 @@ def compare_form(
     out = normalized(stream, record)
     for prop, value in out.items():
         if isinstance(value, str) and properties[prop].get("format") == "date-time":
-            if from_postgres:  # row_to_json: '2024-01-02T03:04:05.123456+00:00'
-                out[prop] = round(datetime.fromisoformat(value).timestamp() * 1_000_000)
+            if from_postgres:  # row_to_json of a timestamp without time zone, kept in UTC
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                out[prop] = round(moment.timestamp() * 1_000_000)
             else:
                 out[prop] = parse_ts(value) // 1000
     return out
@@ -242,27 +278,42 @@ def assert_tables_equal(
             assert_same_record(stream.name, key, got[key], record)
 
 
+def utc_database(postgres: PostgresCluster) -> str:
+    """A new database whose sessions are in UTC, as docs/deletions.md tells users to keep it."""
+    name = postgres.create_database("meltano")
+    postgres.query("postgres", f"ALTER DATABASE \"{name}\" SET timezone TO 'UTC'")
+    return name
+
+
 @pytest.fixture
 def database(postgres: PostgresCluster, project: MeltanoProject) -> Database:
-    return Database(postgres, project, postgres.create_database("meltano"))
+    return Database(postgres, project, utc_database(postgres))
 
 
-def test_hard_delete_tables_equal_the_dump_before_and_after_deletions(
-    database: Database,
-) -> None:
+@pytest.mark.parametrize("hard_delete", [True, False], ids=["hard_delete", "soft_delete"])
+def test_deletions_are_exactly_the_fakes(database: Database, hard_delete: bool) -> None:
+    database.hard_delete = hard_delete
     with FakeAPI(DATASET) as api:
-        database.meltano_run(api, "first run").check()
+        database.meltano_run(api, f"first run (hard_delete {hard_delete})").check()
         assert_tables_equal(database.tables(), dump_records(api))
+        # meltano.yml's stream map: no `version` column, the target's soft delete needs that
+        columns = database.columns("endpoints")
+        assert "endpoint_version" in columns and "version" not in columns, columns
 
-        deleted = api.delete_records(share=0.2, seed=5)
-        assert all(deleted.values()), deleted
-        second = database.meltano_run(api, "run after deletions").check()
-        tables = database.tables()
-        assert_tables_equal(tables, dump_records(api))
-        for stream, keys in deleted.items():
-            assert not set(keys) & set(tables[stream]), f"{stream}: deleted rows still there"
-        # one ACTIVATE_VERSION per stream, applied once (the target logs each hard delete)
-        assert second.output.count("Hard delete: True") == len(STREAMS), second.output[-6000:]
+        before = dump_records(api)
+        reported = api.delete_records(share=0.2, seed=5)
+        after = dump_records(api)
+        deleted = {s: set(before[s]) - set(after[s]) for s in before}
+        assert all(deleted.values()) and deleted == {s: set(k) for s, k in reported.items()}
+        database.meltano_run(api, f"run after deletions (hard_delete {hard_delete})").check()
+
+        assert_tables_equal(database.tables(live=True), after)
+        if hard_delete:
+            assert database.marked() == {s.name: set() for s in STREAMS}
+            assert_tables_equal(database.tables(), after)  # the deleted rows are gone
+        else:
+            assert database.marked() == deleted
+            assert_tables_equal(database.tables(), before)  # marked rows keep their values
 
 
 def test_a_run_failing_part_way_deletes_nothing_that_exists_upstream(
@@ -299,3 +350,30 @@ def test_a_run_failing_part_way_deletes_nothing_that_exists_upstream(
         api.clear_faults()  # the next run catches up exactly
         database.meltano_run(api, "run after the failure").check()
         assert_tables_equal(database.tables(), dump_records(api))
+
+
+def test_the_stream_map_renames_version_and_keeps_its_type_and_a_missing_value() -> None:
+    """meltano.yml's map on target-postgres, run by singer-sdk's own mapper (the target's code):
+    `endpoint_version` is an integer column, null when the API omits `version` (newer API
+    versions dropped it), and no `version` column is left."""
+    import logging
+
+    from singer_sdk.mapper import PluginMapper
+
+    project = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    (target,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-postgres"]
+    (maps,) = [s["value"] for s in target["settings"] if s["name"] == "stream_maps"]
+    assert set(maps) == set(RENAMED)
+    mapper = PluginMapper(plugin_config={"stream_maps": maps}, logger=logging.getLogger(__name__))
+    definition = STREAMS_BY_NAME["endpoints"]
+    mapper.register_raw_stream_schema("endpoints", definition.schema, [definition.primary_key])
+    (stream_map,) = mapper.stream_maps["endpoints"]
+    properties = stream_map.transformed_schema["properties"]
+    assert "version" not in properties
+    assert properties["endpoint_version"] == definition.schema["properties"]["version"]
+    record = {"id": "ep_1", "url": "https://example.com"}
+    assert stream_map.transform({**record, "version": 70000}) == {
+        **record,
+        "endpoint_version": 70000,
+    }
+    assert stream_map.transform(record) == {**record, "endpoint_version": None}

@@ -6,6 +6,7 @@ for real through `meltano run tap-analytics target-dlt`.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 SHIM = Path(__file__).resolve().parents[2] / "plugins" / "target-dlt" / "meltano_target_dlt.py"
 
@@ -107,3 +109,28 @@ def test_main_runs_the_bridge_with_the_duckdb_file(
     assert seen["argv"] == ["load", "--dataset-name", "a"]
     assert seen["database"] == str(tmp_path / "output" / "db.duckdb")
     assert (tmp_path / "output").is_dir()
+
+
+def _load_actions() -> list[argparse.Action]:
+    """The options of `dlt-bridge load` (argparse has no public way to list a subcommand's)."""
+    from dlt_bridge.args import build_parser
+
+    (subparsers,) = [a for a in build_parser()._actions if a.dest == "command"]
+    load = subparsers.choices["load"]  # type: ignore[index]
+    return [a for a in load._actions if a.option_strings and a.dest != "help"]
+
+
+def test_every_flag_of_dlt_bridge_load_is_a_target_dlt_setting(shim: ModuleType) -> None:
+    """What `dlt-bridge load` takes, a Meltano user can set: each flag has a setting in the shim
+    and in meltano.yml, and every file format is an option (`--input` stays out: Meltano feeds
+    stdin)."""
+    actions = {a.option_strings[0]: a for a in _load_actions()}
+    assert set(shim.FLAGS.values()) == set(actions) - {"--input"}
+    project = yaml.safe_load((SHIM.parents[2] / "meltano.yml").read_text("utf-8"))
+    (plugin,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-dlt"]
+    declared = {s["name"]: s for s in plugin["settings"]}
+    assert set(declared) == set(shim.FLAGS) | {"duckdb_path"}
+    for name, flag in shim.FLAGS.items():
+        choices = actions[flag].choices
+        if choices:
+            assert {o["value"] for o in declared[name]["options"]} == set(choices), name

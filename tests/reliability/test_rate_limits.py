@@ -78,7 +78,8 @@ def test_a_429_under_eight_workers_keeps_the_output_exact(
     ws: Workspace, fake_api_factory: Any
 ) -> None:
     """With 8 workers, a 429 on one child path pauses the run (the pause itself is pinned in
-    tests/unit/test_client.py); afterwards the run resumes and its output is exact."""
+    tests/unit/test_contract.py and, for both engines, in tests/conformance); afterwards the run
+    resumes and its output is exact."""
     dataset = DatasetConfig(applications=6, event_types=40, webhook_endpoints=20)
     api = fake_api_factory(dataset, token=ws.key, latency_ms=20)
     app = api.dump("applications")[0]["id"]

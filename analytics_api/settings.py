@@ -261,6 +261,16 @@ SETTINGS: tuple[Setting, ...] = (
         options=DELETE_MODES,
         engines=frozenset({SOURCE}),
     ),
+    Setting(
+        "history",
+        "boolean",
+        "History tables",
+        "Also keep every version of every record in `<stream>_history`, valid from its "
+        "replication key value (`updatedAt`) to the next version's, or to the run that found it "
+        "deleted; committed with the run's rows. See docs/history.md.",
+        default=False,
+        engines=frozenset({SOURCE}),
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

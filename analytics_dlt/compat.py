@@ -22,10 +22,16 @@ against the newest dlt):
 * `default_pipelines_dir`: the pipelines folder `dlt.pipeline()` uses when given none (the run
   guard locks a pipeline's folder before dlt opens it).
 Tests of the last four: tests/e2e/test_bridge_defaults.py::test_compat_hooks_still_exist_in_dlt.
+* `add_step_after_incremental`: a resource step placed after dlt's incremental filter (an
+  `ItemTransform` subclass with a `placement_affinity` between the incremental's and dlt's
+  limit's) whose returned iterator's items continue down the pipe, as `add_yield_map`'s do, but a
+  batch at a time. Used by the native source's history tables (`analytics_dlt.history`). Test:
+  tests/e2e/test_history_edges.py::test_step_after_incremental_sees_filtered_batches_and_adds_items.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
@@ -122,3 +128,21 @@ def drop_committed_extracted_packages(pipeline: Any) -> list[str]:
         for load_id in stale:
             extracted.delete_package(load_id)
     return stale
+
+
+def add_step_after_incremental(resource: Any, step: Callable[[Any, Any], Iterator[Any]]) -> None:
+    """Call `step(items, meta)` on every item `resource` yields, after its incremental filter.
+
+    The items of the iterator `step` returns go on down the pipe in its place: plain ones with the
+    incoming item's meta, `dlt.mark.with_hints(...)`/`with_table_name(...)` ones with their own.
+    `step` runs when the item reaches it, before the resource yields its next item.
+    """
+    from dlt.extract.items_transform import ItemTransform
+
+    class AfterIncremental(ItemTransform[Any, dict[str, Any]]):
+        placement_affinity = 1.05  # dlt: incremental 1, limit 1.1, forks to transformers 2
+
+        def __call__(self, item: Any, meta: Any = None) -> Any:
+            return step(item, meta)
+
+    resource.add_step(AfterIncremental(step))

@@ -7,6 +7,7 @@
         base_url: https://api.example.com
         api_key_env: ANALYTICS_PROD_API_KEY   # the variable holding this environment's key
         deletes: soft                          # optional: start_date, page_size, ...
+        history: true                          # optional: <stream>_history tables
 
 The file holds no secret: each environment names the variable its key is read from. The file is
 checked as a whole before anything runs (`load_environments`); a key is read, and checked, when
@@ -74,6 +75,7 @@ class Environment:
     request_timeout: float = DEFAULTS["request_timeout"]
     max_concurrency: int = DEFAULTS["max_concurrency"]
     deletes: str = DEFAULTS["deletes"]
+    history: bool = DEFAULTS["history"]
 
     @property
     def pipeline_name(self) -> str:

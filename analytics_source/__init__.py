@@ -66,6 +66,7 @@ def analytics_source(
     max_concurrency: int = DEFAULTS["max_concurrency"],
     parallelized: bool = True,
     deletes: str = DEFAULTS["deletes"],
+    history: bool = DEFAULTS["history"],
 ) -> list[DltResource]:
     """The eight streams of the analytics API, one resource (and table) each.
 
@@ -77,7 +78,9 @@ def analytics_source(
     at once (and never more requests than that in flight); without it every request waits for
     the one before. `deletes` ("off", "soft", "hard"): after each stream's complete scan, rows
     no longer returned by the API get `_sdc_deleted_at` set (soft) or are deleted (hard), in the
-    same load package; such a run reads every record (no incremental filter). Raises
+    same load package; such a run reads every record (no incremental filter). `history`: each
+    stream also gets `<stream>_history`, every version of every record with `_valid_from` and
+    `_valid_to` (docs/history.md). Raises
     `ValueError` for unusable settings, naming them but never their values.
     """
     problems = settings_problems(
@@ -90,6 +93,7 @@ def analytics_source(
         request_timeout=request_timeout,
         max_concurrency=max_concurrency,
         deletes=deletes,
+        history=history,
     )
     if problems:
         raise ValueError("analytics source: " + " ".join(problems))
@@ -120,6 +124,7 @@ def analytics_source(
         initial_value=canonical(start_date) if start_date else None,
         workers=max_concurrency if parallelized else 1,
         deletes=mode,
+        history=history,
     )
 
 

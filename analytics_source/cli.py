@@ -26,6 +26,7 @@ from analytics_api.settings import SOURCE, Setting, settings_for
 from analytics_api.streams import STREAMS_BY_NAME
 from analytics_dlt.deletions import merge_problem
 from analytics_dlt.guard import RunGuard, exclusive
+from analytics_dlt.history import is_history_table
 from analytics_source import analytics_source, settings_problems
 from analytics_source.settings import (
     API_KEY_ENV,
@@ -99,7 +100,7 @@ def load_native(
     counts = normalized.row_counts if normalized is not None else {}
     rows = {t: n for t, n in counts.items() if not t.startswith("_dlt_")}
     return NativeRunSummary(
-        records=sum(rows.values()),
+        records=sum(n for t, n in rows.items() if not is_history_table(t)),
         rows_by_table=rows,
         load_ids=list(info.loads_ids),
         seconds=time.monotonic() - started,
@@ -126,7 +127,6 @@ _FLAG_NOTES = {
     f"{BASE_URL_ENV_FALLBACK}",
     "start_date": "first run only",
 }
-_PIPELINE_HELP = "also names the default DuckDB file <name>.duckdb (default: %(default)s)"
 _ARG_TYPES: dict[str, type] = {"integer": int, "number": float}
 
 
@@ -140,6 +140,14 @@ def _add_setting_flag(group: Any, setting: Setting) -> None:
     if setting.default is not None:
         notes.append("default: %(default)s")
     note = "; ".join(n for n in notes if n)
+    if setting.kind == "boolean":  # --history / --no-history
+        group.add_argument(
+            _flag(setting),
+            action=argparse.BooleanOptionalAction,
+            default=setting.default,
+            help=setting.help + (f" ({note})" if note else ""),
+        )
+        return
     group.add_argument(
         _flag(setting),
         type=_ARG_TYPES.get(setting.kind, str),
@@ -149,6 +157,7 @@ def _add_setting_flag(group: Any, setting: Setting) -> None:
     )
 
 
+_PIPELINE_HELP = "also names the default DuckDB file <name>.duckdb (default: %(default)s)"
 _FILE_FORMATS = ["auto", "parquet", "jsonl", "insert_values", "csv"]
 _FORMAT_HELP = "auto: parquet where the destination loads it, else its preferred format"
 _PENDING_HELP = "load packages a failed run left behind: finish or discard them"
@@ -259,6 +268,9 @@ def _run_guarded(
     log.info("loading into %s", where_it_loads(pipeline, bridge_options))
     if args.deletes != "off" and (cannot := merge_problem(pipeline)):
         log.error("--deletes %s: %s", args.deletes, cannot)
+        return 2
+    if args.history and (cannot := merge_problem(pipeline)):
+        log.error("--history: %s", cannot)
         return 2
     source = analytics_source(base_url=base_url, api_key=api_key, **options)
     if selected:

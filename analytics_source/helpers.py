@@ -34,8 +34,9 @@ from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
 from analytics_api.timestamps import canonical_from_datetime, latest_timestamp
 from analytics_api.validate import RecordValidator, SchemaViolation
-from analytics_dlt.compat import cap_bookmark
+from analytics_dlt.compat import add_step_after_incremental, cap_bookmark
 from analytics_dlt.deletions import (
+    DELETED_AT_COLUMN,
     DeleteMode,
     json_columns_of,
     live_keys,
@@ -45,6 +46,7 @@ from analytics_dlt.deletions import (
     with_deleted_at,
 )
 from analytics_dlt.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
+from analytics_dlt.history import StreamHistory, without_resource_columns
 from analytics_source.settings import ROWS_PER_BATCH
 
 if TYPE_CHECKING:
@@ -209,20 +211,41 @@ def stream_resource(
     workers: int = 1,
     deletes: DeleteMode = "off",
     deleted_at: dt.datetime | None = None,
+    history: bool = False,
 ) -> DltResource:
     """One stream as a dlt resource named (and with a table named) after the stream.
 
     With `deletes` soft or hard there is no incremental (every record is loaded, like the tap's
     FULL_TABLE), and after the complete scan the keys live in the destination that the scan did
     not return are marked or deleted (`analytics_dlt.deletions`) in the same load package.
+    With `history`, `<stream>_history` records the versions (`analytics_dlt.history`): a step
+    after the incremental filter adds its rows to each batch, and an empty list (it passes the
+    filter) marks the end of the scan, when history may start from the current table.
     """
     process = RowProcessor(definition, sequence)
     hints = with_deleted_at(
         table_hints(definition.name, definition.schema, [definition.primary_key]), deletes
     )
 
-    def rows() -> Iterator[list[Row]]:
+    trackers: list[StreamHistory] = []  # this run's, made when it starts (needs the pipeline)
+    end_of_scan: list[Row] = []
+
+    def rows() -> Iterator[Any]:
         started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
+        if history:
+            if problem := merge_problem(dlt.current.pipeline()):
+                raise ValueError(f"stream '{definition.name}': history: {problem}")
+            trackers[:] = [
+                StreamHistory(
+                    dlt.current.pipeline(),
+                    definition.name,
+                    definition.primary_key,
+                    definition.replication_key,
+                    hints["columns"],
+                    sequence,
+                    log,
+                )
+            ]
         if definition.is_child:
             batches = child_rows(client, definition, process, workers)
         else:
@@ -231,6 +254,8 @@ def stream_resource(
             yield from batches
             # Like the tap's signpost: no bookmark may pass the run's start (see `cap_bookmark`).
             cap_bookmark(definition.name, definition.replication_key, started)
+            if history:
+                yield end_of_scan
             return
         pipeline = dlt.current.pipeline()
         if problem := merge_problem(pipeline):
@@ -242,24 +267,42 @@ def stream_resource(
             yield batch
         # the scan is complete: only now may anything be deleted
         missing = live_keys(pipeline, definition.name, key, deletes) - sent
+        at = deleted_at or run_time()
         marks = tombstones(
             pipeline,
             definition.name,
             key,
             missing,
             deletes,
-            deleted_at or run_time(),
+            at,
             sequence.take(len(missing)),
             json_columns_of(hints["columns"]),
         )
         if marks:
             yield marks
+        if history:
+            if closed := trackers[0].gone(missing, at):
+                yield trackers[0].item(closed)
+            yield end_of_scan
+
+    def history_step(items: Any, meta: Any) -> Iterator[Any]:
+        tracker = trackers[0]
+        if items is end_of_scan:
+            return iter([tracker.item(done)] if (done := tracker.finish()) else [])
+        records = meta is None and items and DELETED_AT_COLUMN not in items[0]  # not marks
+        if records and (versions := tracker.versions(items)):
+            return iter([items, tracker.item(versions)])
+        return iter([items])
 
     rows.__name__ = rows.__qualname__ = definition.name
     incremental = stream_incremental(definition, initial_value) if deletes == "off" else None
-    return dlt.resource(  # type: ignore[no-any-return,call-overload]
+    resource = dlt.resource(  # type: ignore[call-overload]
         rows, name=definition.name, incremental=incremental, **hints
     )
+    if history:
+        without_resource_columns(resource, definition.name)
+        add_step_after_incremental(resource, history_step)
+    return resource  # type: ignore[no-any-return]
 
 
 def stream_resources(
@@ -270,6 +313,7 @@ def stream_resources(
     streams: Iterable[StreamDefinition] = STREAMS,
     sequence: SequenceGenerator | None = None,
     deletes: DeleteMode = "off",
+    history: bool = False,
 ) -> list[DltResource]:
     """A resource per stream, sharing one client, one `_sdc_sequence` counter, one run time."""
     sequence = sequence or SequenceGenerator()
@@ -283,6 +327,7 @@ def stream_resources(
             workers=workers,
             deletes=deletes,
             deleted_at=deleted_at,
+            history=history,
         )
         for d in streams
     ]

@@ -96,6 +96,13 @@ def _add_loading(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between progress lines on stderr; 0 disables (default: %(default)s)",
     )
+    g.add_argument(
+        "--history",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also keep every version of every record in <stream>_history (_valid_from,"
+        " _valid_to), committed with the run's rows and state; docs/history.md (default: off)",
+    )
 
 
 def _add_deletes(parser: argparse.ArgumentParser) -> None:

@@ -75,6 +75,8 @@ class DeletionTracker:
         self.keys: dict[str, dict[int | None, set[Any]]] = {}
         self.activated: dict[str, int] = {}
         self.deleted: dict[str, int] = {}
+        self.gone: dict[str, set[Any]] = {}
+        """Keys found gone per applied stream (history closes their versions)."""
         self._merge_checked = False
 
     def on_schema(self, line: int, stream: str, key_properties: list[str]) -> None:
@@ -151,6 +153,7 @@ class DeletionTracker:
             )
             versions[name] = version
             self.deleted[name] = len(rows)
+            self.gone[name] = missing
             if rows:
                 log.info(
                     "stream %r: %s %d row(s) not in version %d",

@@ -42,7 +42,7 @@ log = logging.getLogger("dlt_bridge")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 ALL = "all"
-OPTIONS = tuple(name for name in OPTIONAL_FIELDS if name != "deletes")
+OPTIONS = tuple(name for name in OPTIONAL_FIELDS if name not in ("deletes", "history"))
 """Environment fields that are also tap settings and `native` flags of the same name."""
 _DUCKDB = "duckdb"
 
@@ -219,6 +219,7 @@ def plan_one(
     ns.pipeline_name = env.pipeline_name
     ns.dataset_name = dataset
     ns.deletes = env.deletes if "deletes" in explicit else args.deletes
+    ns.history = env.history if "history" in explicit else args.history
     plan = Plan(env, api_key, ns, destination, location)
     if args.command == "native":
         from analytics_source import settings_problems

@@ -33,6 +33,7 @@ from analytics_dlt.hints import (
     destination_column_name,
     table_hints,
 )
+from analytics_dlt.history import RunHistory
 from analytics_dlt.pipeline import (
     LoadOptions,
     extracted_nothing,
@@ -75,6 +76,7 @@ class SingerLoader:
         on_state_committed: Callable[[Any], None] | None = None,
         deletes: DeleteMode = "off",
         on_input_end: Callable[[], None] | None = None,
+        history: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.options = options
@@ -101,6 +103,7 @@ class SingerLoader:
             if deletes != "off"
             else None
         )
+        self.history = RunHistory(pipeline, self._sequence, log) if history else None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -141,7 +144,8 @@ class SingerLoader:
         def singer() -> Any:
             @dlt.resource(name=RESOURCE_NAME)
             def singer_messages() -> Iterator[Any]:
-                yield from loader._consume(iterator, dlt.current.source_state())
+                items = loader._consume(iterator, dlt.current.source_state())
+                yield from items if loader.history is None else loader.history.drain(items)
 
             return singer_messages
 
@@ -240,6 +244,9 @@ class SingerLoader:
         yield from self._flush_all()
         if deletes is not None:
             yield from deletes.finish(streams, source_state)
+        if self.history is not None:  # after the deletions: they close versions
+            gone = deletes.gone if deletes is not None else {}
+            yield from self.history.finish(gone, deletes.deleted_at if deletes else None)
 
     def _on_schema(self, line: int, message: SchemaMessage) -> Iterator[Any]:
         stream = self._streams.get(message.stream)
@@ -272,6 +279,10 @@ class SingerLoader:
         if self.deletes is not None:
             self.deletes.on_schema(line, message.stream, keys)
             stream.hints = with_deleted_at(stream.hints, self.deletes.mode)
+        if self.history is not None:
+            bookmarks = message.bookmark_properties
+            if problem := self.history.on_schema(stream.name, keys, bookmarks, stream.hints):
+                raise BridgeInputError(line, problem, stream.name)
         stream.hints_dirty = True
         columns = stream.hints["columns"]
         retyped = any(
@@ -341,6 +352,8 @@ class SingerLoader:
         """
         items: Any = stream.buffer
         stream.buffer = []
+        if self.history is not None:
+            self.history.on_batch(stream.name, items)  # its rows follow this item (`drain`)
         if stream.arrow is not None and items:
             if not stream.arrow_checked:
                 stream.arrow_checked = True

@@ -26,9 +26,12 @@ FLAGS = {  # Meltano setting -> `dlt-bridge load` flag
     "on_pending": "--on-pending",
     "wait_if_busy": "--wait-if-busy",
     "deletes": "--deletes",
+    "history": "--history",
     "progress_interval": "--progress-interval",
     "log_level": "--log-level",
 }
+SWITCHES = ("history",)
+"""Boolean settings: `true` passes the flag alone."""
 PATHS = ("pipelines_dir", "duckdb_path")
 """Settings holding paths: relative ones are taken from the project root (Meltano's cwd)."""
 DUCKDB_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
@@ -43,6 +46,9 @@ def bridge_argv(config: dict[str, object], extra: Sequence[str] = ()) -> list[st
             continue
         if key in PATHS:
             value = os.path.abspath(str(value))
+        if key in SWITCHES:  # a boolean: the flag alone, or nothing
+            argv += [flag] if value is True or str(value).lower() == "true" else []
+            continue
         argv += [flag, str(value)]
     return argv + list(extra)
 

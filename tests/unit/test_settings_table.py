@@ -69,6 +69,7 @@ def test_the_table_is_complete_and_consistent() -> None:
         "user_agent",
         "emit_activate_version_messages",
         "deletes",
+        "history",
     ]
     for s in SETTINGS:
         assert s.title and s.help.endswith("."), s.name
@@ -118,6 +119,7 @@ def test_problems_name_the_setting_and_rule_never_the_value() -> None:
         ("max_concurrency", [1, 64], [0, 65]),
         ("deletes", ["off", "soft", "hard"], ["OFF", "purge", False]),
         ("emit_activate_version_messages", [True, False], ["true", 1]),
+        ("history", [True, False], ["true", 1]),
         ("start_date", ["2024-01-31T00:00:00Z", "2024-01-31"], ["yesterday", 20240131]),
     ],
 )
@@ -208,8 +210,9 @@ def test_native_flags_are_the_tables_source_settings_but_the_key(
                 parser.parse_args(["native", flag, "x"])
             continue
         assert defaults[s.name] == s.default, s.name
-        given = getattr(parser.parse_args(["native", flag, samples.get(s.kind, "x")]), s.name)
-        wanted = {"integer": int, "number": float}.get(s.kind, str)
+        value = [] if s.kind == "boolean" else [samples.get(s.kind, "x")]  # --history alone
+        given = getattr(parser.parse_args(["native", flag, *value]), s.name)
+        wanted = {"integer": int, "number": float, "boolean": bool}.get(s.kind, str)
         assert type(given) is wanted, s.name
     with pytest.raises(SystemExit):
         parser.parse_args(["native", "--deletes", "purge"])  # the table's options only

@@ -127,8 +127,10 @@ class FakeAPI(_Handle):
     def reset_stats(self) -> None:
         self.server.stats.reset()
 
-    def mutate(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
-        return self.server.mutate(share, seed)
+    def mutate(
+        self, share: float = 0.1, seed: int = 0, *, keep_updated_at: bool = False
+    ) -> dict[str, list[str]]:
+        return self.server.mutate(share, seed, keep_updated_at=keep_updated_at)
 
     def set_faults(self, faults: FaultConfig | None) -> None:
         self.server.set_faults(faults)
@@ -284,10 +286,11 @@ class FakeAPIProcess(_Handle):
     def reset_stats(self) -> None:
         self._call("POST", "/_fake/stats/reset", {})
 
-    def mutate(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
-        result: dict[str, list[str]] = self._json(
-            "POST", "/_fake/mutate", {"share": share, "seed": seed}
-        )
+    def mutate(
+        self, share: float = 0.1, seed: int = 0, *, keep_updated_at: bool = False
+    ) -> dict[str, list[str]]:
+        payload = {"share": share, "seed": seed, "keep_updated_at": keep_updated_at}
+        result: dict[str, list[str]] = self._json("POST", "/_fake/mutate", payload)
         return result
 
     def set_faults(self, faults: FaultConfig | None) -> None:

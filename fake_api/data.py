@@ -462,7 +462,9 @@ class Dataset:
         """Drop the parent lookup index (parents were removed from their lists)."""
         self._index = {}
 
-    def mutate(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+    def mutate(
+        self, share: float = 0.1, seed: int = 0, *, keep_updated_at: bool = False
+    ) -> dict[str, list[str]]:
         """Change a seeded ``share`` of the served records of every stream.
 
         Each chosen record gets ``updatedAt`` strictly later than every timestamp that
@@ -471,6 +473,10 @@ class Dataset:
         ``tokens`` have no ``updatedAt`` (their replication key is ``createdAt``, which never
         changes upstream): for them the mutation *adds* new tokens instead. Children of deleted
         parents are never chosen. Returns the primary keys touched (or added) per stream.
+
+        ``keep_updated_at``: the change the real API should never make, for history tests: the
+        chosen records get one field changed and keep their ``updatedAt``; tokens are changed in
+        place too (their ``name``), none is added.
         """
         if not 0 <= share <= 1:
             raise ValueError("share must be within 0..1")
@@ -482,7 +488,7 @@ class Dataset:
         result: dict[str, list[str]] = {}
         for sdef in STREAMS:
             name = sdef.name
-            if name == "tokens":
+            if name == "tokens" and not keep_updated_at:
                 n = len(self.top["tokens"])
                 k = _share_count(share, n)
                 new = [self._token(n + j) for j in range(k)]
@@ -505,7 +511,8 @@ class Dataset:
             for lst, j in chosen:
                 rec = dict(lst[j])
                 self._change(name, rec)
-                rec["updatedAt"], _ = self._stamp(self._tick())
+                if not keep_updated_at:
+                    rec["updatedAt"], _ = self._stamp(self._tick())
                 lst[j] = rec
                 keys.append(rec[sdef.primary_key])
             result[name] = keys
@@ -513,7 +520,7 @@ class Dataset:
 
     def _change(self, stream: str, rec: dict[str, Any]) -> None:
         tag = f"m{self.mutations}-{self._rng.randint(0, 10**6)}"
-        if stream in ("applications", "integrations", "ingest_source"):
+        if stream in ("applications", "integrations", "ingest_source", "tokens"):
             rec["name"] = f"{rec.get('name') or ''} ({tag})".strip()
         elif stream == "event_types":  # name is the sort key: change the description instead
             rec["description"] = f"{rec.get('description') or ''} ({tag})"

@@ -264,9 +264,11 @@ class FakeServer:
         self._page_cache = {}
         self._views = {}
 
-    def mutate(self, share: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+    def mutate(
+        self, share: float = 0.1, seed: int = 0, *, keep_updated_at: bool = False
+    ) -> dict[str, list[str]]:
         with self._lock:
-            result = self.data.mutate(share, seed)
+            result = self.data.mutate(share, seed, keep_updated_at=keep_updated_at)
             self._invalidate()
             return result
 
@@ -658,7 +660,11 @@ class FakeServer:
                 raise KeyError(f"unknown stream {stream!r}")
             return b"".join(_encode(r) + b"\n" for r in self.dump(stream))
         if path == "/_fake/mutate" and m == "POST":
-            return self.mutate(float(p.get("share", 0.1)), int(p.get("seed", 0)))
+            return self.mutate(
+                float(p.get("share", 0.1)),
+                int(p.get("seed", 0)),
+                keep_updated_at=bool(p.get("keep_updated_at", False)),
+            )
         if path == "/_fake/faults":
             if m == "GET":
                 return self.faults.config.to_dict()

@@ -22,7 +22,7 @@ failed scan) is what a standard singer-sdk SQL target expects.
 
 The database credentials reach Meltano (and so the target) only through the child process's
 environment (`TARGET_POSTGRES_*`). These tests never skip for a missing Meltano: they fail and
-say how to install it (`make meltano`; `make test` does it). PostgreSQL: see the fixture.
+say how to install it (`make meltano`; `make test-all` does it). PostgreSQL: see the fixture.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The fake changes in rounds (later `updatedAt`, new tokens, deletions) with a run
 is compared with the versions that follows from it alone (never with the engine's own output):
 one row per version a run saw, `_valid_from` its replication key value, `_valid_to` the next seen
 version's, or the deletion run's time for a record found gone, or null. The current tables stay
-exact. The queries of docs/history.md run against the result: test_history_docs_queries.py.
+exact. The queries of docs/history.md run against the result: test_history_docs.py.
 PostgreSQL: test_history_postgres.py.
 """
 

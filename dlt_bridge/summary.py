@@ -65,14 +65,22 @@ def table_row_counts(pipeline: Any, tables: Iterable[str]) -> dict[str, int]:
 def format_summary(summary: LoadSummary) -> str:
     """The summary of a successful run: per table new/updated/deleted rows, then the totals."""
     lines = []
-    ids = ", ".join(summary.load_ids) or "none (nothing new)"
     where = summary.destination + (f" file {summary.location}" if summary.location else "")
-    lines.append(f"loaded into {where}, dataset {summary.dataset_name}, load {ids}")
+    if summary.load_ids:
+        ids = ", ".join(summary.load_ids)
+        lines.append(f"loaded into {where}, dataset {summary.dataset_name}, load {ids}")
+    else:
+        lines.append(f"nothing new to load into {where}, dataset {summary.dataset_name}")
     if summary.tables:
         width = max(len("table"), *(len(t) for t in summary.tables))
         lines.append(f"  {'table':<{width}}  {'new':>9}  {'updated':>9}  {'deleted':>9}")
         for table, c in sorted(summary.tables.items()):
             lines.append(f"  {table:<{width}}  {c.new:>9,}  {c.updated:>9,}  {c.deleted:>9,}")
-    state = "state committed" if summary.state_committed else "no STATE received, state unchanged"
+    if not summary.load_ids:
+        state = "state unchanged"
+    elif summary.state_committed:
+        state = "state committed"
+    else:
+        state = "no STATE received, state unchanged"
     lines.append(f"{summary.records:,} records in {summary.seconds:.1f} s; {state}")
     return "\n".join(lines)

@@ -1,15 +1,15 @@
 """`dlt-bridge load` and `dlt-bridge run`: one load of Singer messages, step by step.
 
-1. `check_tap_config` (run): the tap's config file is read and checked before anything else, so
-   bad configuration exits 2 with no destination opened and no request sent.
-   Then the run guard (`analytics_dlt.guard`): another run of the pipeline loading stops this
-   one at once (exit 5) or, with `--wait-if-busy`, after waiting for it.
-2. `open_pipeline`: the pipeline (`analytics_dlt.pipeline`), and the first line of the run says
-   where it loads.
-3. `prepare`: packages a failed run left behind, then the destination's state.
+1. `tap_config_problems` (run): the tap's config file is read and checked before anything
+   else, so bad configuration exits 2 with no destination opened and no request sent.
+2. The run guard (`analytics_dlt.guard.exclusive`): another run of the pipeline loading stops
+   this one at once (exit 5) or, with `--wait-if-busy`, after waiting for it.
+3. `create_pipeline`, and the first line of the run says where it loads; then `prepare`:
+   packages a failed run left behind, the destination's state, and a dataset of the other
+   engine refused.
 4. `start_tap` (run): the tap, from the state stored in the destination.
-5. `SingerLoader.load`: the messages, committed with the state that covers them.
-6. `report`: the summary of a run that succeeded, or why it failed (never "loaded").
+5. `SingerLoader.load` (`_load`): the messages, committed with the state that covers them; the
+   summary of a run that succeeded, or one line saying why it failed (never "loaded").
 """
 
 from __future__ import annotations

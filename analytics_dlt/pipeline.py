@@ -339,15 +339,14 @@ def refuse_other_engine(pipeline: dlt.Pipeline, other_schema: str) -> None:
     the native source's incremental state): loading one dataset with both would have each engine
     re-read or skip what the other loaded, and dlt would keep two schemas for one set of tables.
     """
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
     try:
         with pipeline.sql_client() as client:
             version_table = client.make_qualified_table_name("_dlt_version")
             rows = client.execute_sql(
                 f"select count(*) from {version_table} where schema_name = %s", other_schema
             )
-    except DatabaseUndefinedRelation:
+    except Exception:  # no such table yet, or a destination without SQL (files): nothing to mix
+        log.debug("no schemas to compare in the destination", exc_info=True)
         return
     if rows and rows[0][0]:
         engine = "the native source" if other_schema == NATIVE_SCHEMA else "the Singer bridge"

@@ -7,9 +7,14 @@ file is read here and, for our own tap, checked with the contract's settings tab
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from analytics_api.settings import TAP, numbers_from_text, setting_problems
+from analytics_api.settings import TAP, numbers_from_text, setting_problems, settings_for
+
+ENV_PREFIX = "TAP_ANALYTICS_"
+"""singer-sdk's `--config ENV` reads `<TAP NAME>_<SETTING>` variables."""
 
 
 def read_config(path: str) -> tuple[dict[str, Any], str | None]:
@@ -26,9 +31,36 @@ def read_config(path: str) -> tuple[dict[str, Any], str | None]:
     return config, None
 
 
-def tap_config_problems(path: str, *, ours: bool) -> list[str]:
-    """Every problem of the tap config at `path`; the settings are checked for our own tap only
-    (another `--tap-command` has settings of its own), with the rules the tap applies."""
+def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`--config ENV`: the tap's settings from `TAP_ANALYTICS_<SETTING>` variables, integers
+    and booleans read as singer-sdk reads them (number settings stay text: `numbers_from_text`)."""
+    config: dict[str, Any] = {}
+    for setting in settings_for(TAP):
+        text = environ.get(f"{ENV_PREFIX}{setting.name.upper()}")
+        if text is None:
+            continue
+        value: Any = text
+        if setting.kind == "integer" and text.strip().lstrip("-").isdigit():
+            value = int(text)
+        elif setting.kind == "boolean" and text.lower() in ("true", "false", "1", "0"):
+            value = text.lower() in ("true", "1")
+        config[setting.name] = value
+    return config
+
+
+def tap_config_problems(
+    path: str, *, ours: bool, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every problem of the tap config at `path` (`ENV`: the tap's variables); the settings are
+    checked for our own tap only (another `--tap-command` has settings of its own), with the
+    rules the tap applies."""
+    if path == "ENV":
+        if not ours:
+            return []
+        config = config_from_environment(os.environ if environ is None else environ)
+        return setting_problems(
+            numbers_from_text(config), TAP, where=lambda n: f"env {ENV_PREFIX}{n.upper()}"
+        )
     config, problem = read_config(path)
     if problem:
         return [problem]

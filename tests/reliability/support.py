@@ -156,8 +156,8 @@ class Workspace:
             *args,
             "--pipelines-dir",
             str(self.root / "pipelines"),
-            "--progress-interval",
-            "0",
+            # progress lines only where the command has them (load, run)
+            *(["--progress-interval", "0"] if args and args[0] in ("load", "run") else []),
             "--log-level",
             "DEBUG",
         ]

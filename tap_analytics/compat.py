@@ -72,7 +72,7 @@ UNSORTED_NOTE = {PROGRESS_MARKER_NOTE: "Progress is not resumable if interrupted
 
 @dataclass(frozen=True)
 class PrivateHook:
-    """A private singer-sdk method the tap overrides, and the parameters it relies on."""
+    """A private singer-sdk method the tap overrides or calls, and the parameters it relies on."""
 
     owner: type
     name: str
@@ -128,7 +128,7 @@ PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
         Stream, "_write_starting_replication_value", (("context", P.POSITIONAL_OR_KEYWORD),)
     ),
 )
-"""The overridden private methods (the private attributes are checked by the tests too)."""
+"""The private methods the tap overrides or calls (private attributes are checked by tests too)."""
 
 
 class ConfigFileError(Exception):

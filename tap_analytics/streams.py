@@ -6,6 +6,10 @@ its `record_count` metric, RECORD and BATCH messages count emitted records only.
 always scanned in full: the children of a parent that did not change are still synced, so a
 child that changed under an unchanged parent is found. A stream the catalog sets to FULL_TABLE
 sends every record every run (`tap_analytics.versions` for its ACTIVATE_VERSION).
+
+With `max_concurrency` > 1 the run's `FetchPool` fetches the next parents' child lists ahead,
+and reads the top-level lists still to come a few pages ahead; everything is taken in the order
+a sequential run reads it, so records, their order and the state are the same for every value.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
+from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib.catalog import MetadataMapping, StreamMetadata
 
 from analytics_api.client import ApiClient
-from analytics_api.concurrency import ordered_map
 from analytics_api.errors import AnalyticsAPIError, ParentNotFoundError, RecordError
 from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, StreamDefinition, child_path
@@ -35,6 +39,8 @@ if t.TYPE_CHECKING:
     from tap_analytics.tap import TapAnalytics
 
 Records = list[dict[str, Any]]
+_RUN_GOES_ON = (GeneratorExit, AbortedSyncFailedException, AbortedSyncPausedException)
+"""How a top-level stream may stop without ending the run (`--test`'s record limit)."""
 
 
 @dataclass(slots=True)
@@ -162,21 +168,35 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         if definition.is_child:
             yield from self._child_records(context)
             return
-        records = self._scan(definition.path)
+        tap = self._tap_analytics
+        try:
+            yield from self._top_level_records()
+        except _RUN_GOES_ON:
+            tap.top_level_scan_ended(self, run_goes_on=True)
+            raise
+        except BaseException:
+            tap.top_level_scan_ended(self, run_goes_on=False)
+            raise
+        tap.top_level_scan_ended(self, run_goes_on=True)
+
+    def _top_level_records(self) -> Iterator[dict[str, Any]]:
+        """The list's records; with selected children and `max_concurrency` > 1, the child
+        lists of the next parents are fetched ahead on the pool and taken in parent order."""
+        records = self._scan(self.definition.path)
         children = self._selected_child_fetchers()
-        workers = self._tap_analytics.max_concurrency
-        if workers <= 1 or not children:
+        tap = self._tap_analytics
+        if tap.max_concurrency <= 1 or not children:
             yield from records
             return
-        pk = definition.primary_key
-        prefetched = self._tap_analytics.prefetched
+        pk = self.definition.primary_key
+        prefetched = tap.prefetched
 
         def fetch(record: dict[str, Any]) -> dict[tuple[str, str], Records | Exception]:
             """Every selected child list of one parent (on a pool thread)."""
             parent_id = str(record[pk])
             return {(name, parent_id): _fetched(fn, parent_id) for name, fn in children.items()}
 
-        for record, lists in ordered_map(fetch, records, workers):
+        for record, lists in tap.fetch_pool.map(fetch, records):
             prefetched.update(lists)
             yield record  # the SDK syncs its children, which take their lists, before resuming
             for key in lists:
@@ -191,10 +211,17 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         """Fields outside the schema are dropped with one warning per field."""
         return FieldFilter(self.definition, self.logger)
 
+    def list_pages(self) -> Iterator[Records]:
+        """The pages of this (top-level) stream's list."""
+        return self.client.iter_pages(self.name, self.definition.path, self.definition.params)
+
     def _scan(self, path: str, parent: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every record of one list path, checked for its keys (parent id added for children)."""
         definition = self.definition
-        pages = self.client.iter_pages(self.name, path, definition.params, child=parent is not None)
+        if parent is None:
+            pages = self._tap_analytics.top_level_pages(self)
+        else:
+            pages = self.client.iter_pages(self.name, path, definition.params, child=True)
         for page in pages:
             for record in page:
                 check_keys(definition, record, path)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-import typing as t
+from collections.abc import Iterator
 from functools import cached_property
 
 from singer_sdk import Stream
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from analytics_api.client import ApiClient, ClientSettings
+from analytics_api.concurrency import FetchPool
 from analytics_api.limits import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_CONCURRENCY,
@@ -21,7 +22,7 @@ from analytics_api.retry import RetryPolicy
 from analytics_api.settings import default_user_agent
 from tap_analytics.compat import CompatTap
 from tap_analytics.settings import CONFIG_SCHEMA, EMIT_ACTIVATE_VERSION, config_errors
-from tap_analytics.streams import STREAM_TYPES
+from tap_analytics.streams import STREAM_TYPES, AnalyticsStream, Records
 from tap_analytics.writer import FastSingerWriter
 
 
@@ -69,7 +70,7 @@ class TapAnalytics(CompatTap):
         """One client (and connection pool per thread) for every stream of the run.
 
         Its semaphore bounds the requests in flight to `max_concurrency`, whichever thread
-        sends them (the main thread, the threads fetching child lists ahead).
+        sends them (the main thread, the threads of `fetch_pool`).
         """
         config = self.config
         return ApiClient(
@@ -94,7 +95,49 @@ class TapAnalytics(CompatTap):
         return int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
     @cached_property
-    def prefetched(self) -> dict[tuple[str, str], list[dict[str, t.Any]] | Exception]:
+    def fetch_pool(self) -> FetchPool:
+        """The run's threads fetching ahead (`max_concurrency` of them; none when it is 1)."""
+        return FetchPool(self.max_concurrency)
+
+    @cached_property
+    def prefetched(self) -> dict[tuple[str, str], Records | Exception]:
         """Child lists fetched ahead: (child stream, parent id) -> its records, or the error
         the fetch raised, taken by the child stream when the SDK syncs it for that parent."""
         return {}
+
+    @cached_property
+    def _top_level(self) -> list[AnalyticsStream]:
+        """The top-level streams this run syncs, in the SDK's order (`Tap.sync_all`'s rule)."""
+        return [
+            s
+            for s in self.streams.values()
+            if isinstance(s, AnalyticsStream)
+            and s.parent_stream_type is None
+            and (s.selected or s.has_selected_descendents)
+        ]
+
+    def top_level_pages(self, stream: AnalyticsStream) -> Iterator[Records]:
+        """The pages of a top-level stream. Once the run's first list has answered its first
+        page, the lists of the streams after it are read ahead on the pool (a few pages each),
+        so independent lists are fetched side by side; a run whose first request fails (a
+        wrong key, an unreachable host) sends no other."""
+        if self._read_aheads is None:
+            return self._then_read_ahead(stream)
+        pages = self._read_aheads.pop(stream.name, None)
+        return stream.list_pages() if pages is None else pages
+
+    _read_aheads: dict[str, Iterator[Records]] | None = None
+
+    def _then_read_ahead(self, first: AnalyticsStream) -> Iterator[Records]:
+        for page in first.list_pages():
+            if self._read_aheads is None:
+                top_level = self._top_level
+                after = top_level[top_level.index(first) + 1 :] if first in top_level else []
+                read_ahead = self.fetch_pool.read_ahead
+                self._read_aheads = {s.name: read_ahead(s.list_pages()) for s in after}
+            yield page
+
+    def top_level_scan_ended(self, stream: AnalyticsStream, *, run_goes_on: bool) -> None:
+        """The pool closes with the run: after its last top-level stream, or an error."""
+        if not run_goes_on or stream not in self._top_level[:-1]:
+            self.fetch_pool.close()

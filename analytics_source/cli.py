@@ -27,6 +27,7 @@ from analytics_api.streams import STREAMS_BY_NAME
 from analytics_dlt.deletions import merge_problem
 from analytics_dlt.guard import RunGuard, exclusive
 from analytics_dlt.history import is_history_table
+from analytics_dlt.pipeline import MixedEnginesError
 from analytics_source import analytics_source, settings_problems
 from analytics_source.settings import (
     API_KEY_ENV,
@@ -82,16 +83,20 @@ def load_native(
     The incremental state travels in the same load package as the data, so a failed run does not
     move it (see `analytics_dlt.pipeline.prepare`).
     """
+    from analytics_dlt.hints import destination_column_name
     from analytics_dlt.pipeline import (
         choose_loader_file_format,
         load_workers,
         location_of,
         prepare,
+        refuse_other_engine,
     )
 
     started = time.monotonic()
     loader_file_format = choose_loader_file_format(pipeline, loader_file_format)
     prepare(pipeline, "abort" if on_pending == "abort" else "load")
+    # the Singer bridge's tables carry a schema named after its pipeline: never mix the engines
+    refuse_other_engine(pipeline, destination_column_name(pipeline.pipeline_name))
     pipeline.extract(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
     pipeline.normalize()
     info = pipeline.load(**load_workers(pipeline))  # one writer per DuckDB file
@@ -282,6 +287,9 @@ def _run_guarded(
             loader_file_format=bridge_options.loader_file_format,
             on_pending=args.on_pending,
         )
+    except MixedEnginesError as exc:
+        log.error("%s", exc)
+        return 2
     except Exception as exc:
         log.error(
             "native load failed (the incremental state only moves with a completed load): %s%s",

@@ -91,3 +91,20 @@ def test_the_bridge_refuses_a_dataset_the_native_source_loaded(
     errors = [line for line in bridge.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "native source" in errors[0]
     assert fake_api.stats()["total"] == 0
+
+
+def test_the_native_source_refuses_a_dataset_the_bridge_loaded(
+    fake_api: Any, tmp_path: Path
+) -> None:
+    pipelines = tmp_path / "pipelines"
+    shared = ["--pipeline-name", "analytics_prod"]
+    config = write_tap_config(tmp_path, fake_api)
+    bridge = _bridge(tmp_path, pipelines, "run", "--config", str(config), *shared)
+    assert bridge.returncode == 0, bridge.stderr[-3000:]
+    env = {"SOURCES__ANALYTICS__API_KEY": fake_api.token}
+    fake_api.reset_stats()
+    native = _bridge(tmp_path, pipelines, "native", "--base-url", fake_api.url, *shared, env=env)
+    assert native.returncode == 2, native.stderr[-3000:]
+    errors = [line for line in native.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "Singer bridge" in errors[0]
+    assert fake_api.stats()["total"] == 0

@@ -244,6 +244,7 @@ def stream_resource(
                     hints["columns"],
                     sequence,
                     log,
+                    every_record=deletes != "off",  # no incremental: the scan sends every record
                 )
             ]
         if definition.is_child:
@@ -287,6 +288,10 @@ def stream_resource(
 
     def history_step(items: Any, meta: Any) -> Iterator[Any]:
         tracker = trackers[0]
+        if not tracker.counts.steps:  # the resource dlt extracts has this run's file format
+            extracting = dlt.current.source().resources[definition.name]
+            without_resource_columns(extracting, definition.name)
+        tracker.counts.steps += 1
         if items is end_of_scan:
             return iter([tracker.item(done)] if (done := tracker.finish()) else [])
         records = meta is None and items and DELETED_AT_COLUMN not in items[0]  # not marks
@@ -300,7 +305,6 @@ def stream_resource(
         rows, name=definition.name, incremental=incremental, **hints
     )
     if history:
-        without_resource_columns(resource, definition.name)
         add_step_after_incremental(resource, history_step)
     return resource  # type: ignore[no-any-return]
 

@@ -23,6 +23,9 @@ Scenarios (issue 6):
 * `bridge100k`, `unchanged`, `small` (issue 13, targets 13a-c, with issue 19's limits: 2.0x,
   1.5x, 2.0x): `dlt-bridge run` against the tap alone, at 100,000 records, with nothing changed,
   and at the demo's 1,617 records; see `benchmarks.overhead`.
+* `history` (issue 21, targets 21a-b: <= 1.3x): `dlt-bridge run --history` against the same run
+  without history, at 100,000 records into a new file and after 10% changed; see
+  `benchmarks.history`.
 * `memory` (opt-in, `--memory`, ~5 minutes): peak RSS of the tap and of the bridge at 100,000 and
   1,000,000 records (target 4a: <= 1.2x).
 
@@ -48,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import overhead
+from benchmarks import history, overhead
 from benchmarks.measure import (
     Check,
     Expected,
@@ -909,6 +912,7 @@ DEFAULT_SCENARIOS = (
     "bridge100k",
     "unchanged",
     "small",
+    "history",
 )
 ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "memory")
 
@@ -950,6 +954,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[list[ScenarioResult]
             elif name == "small":
                 small = QUICK_DATASET if quick else DEMO_DATASET
                 results.append(overhead.scenario_bridge_full(runner, args.repeat, small, "small"))
+            elif name == "history":
+                results.append(history.scenario_history(runner, args.repeat, big))
             elif name == "state":
                 results.append(scenario_state(runner, *((3, 30) if quick else (300, 3_000))))
             elif name == "memory":

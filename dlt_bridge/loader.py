@@ -103,7 +103,9 @@ class SingerLoader:
             if deletes != "off"
             else None
         )
-        self.history = RunHistory(pipeline, self._sequence, log) if history else None
+        every = deletes != "off"  # deletion mode: the input has every record
+        run_history = RunHistory(pipeline, self._sequence, log, every_record=every)
+        self.history = run_history if history else None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -351,9 +353,8 @@ class SingerLoader:
         types (they do: the tables get JSON columns, as from dicts).
         """
         items: Any = stream.buffer
+        records = items
         stream.buffer = []
-        if self.history is not None:
-            self.history.on_batch(stream.name, items)  # its rows follow this item (`drain`)
         if stream.arrow is not None and items:
             if not stream.arrow_checked:
                 stream.arrow_checked = True
@@ -363,6 +364,8 @@ class SingerLoader:
                 table = stream.arrow.to_arrow(items)
                 if table is not None:
                     items = table
+        if self.history is not None:  # its rows follow this item (`drain`)
+            self.history.on_batch(stream.name, records, None if items is records else items)
         if stream.hints_dirty:
             stream.hints_dirty = False
             return dlt.mark.with_hints(

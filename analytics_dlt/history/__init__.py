@@ -39,8 +39,8 @@ reported; a key with two new versions in one run keeps both open until the next 
 closes the earlier one (its values are not kept in memory), reported too.
 
 Modules: `tables` (names, columns, hints), `values` (a version's instant and hash), `tracker`
-(`StreamHistory`), `report` (the counts and the log lines); `RunHistory` here, the trackers of a
-run by stream for the bridge.
+(`StreamHistory`), `stored` (its SQL), `arrow` (rows as arrow tables), `report` (counts and log
+lines); `RunHistory` here, the trackers of a run by stream for the bridge.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import dlt
 from dlt.common.schema.typing import TColumnSchema
 
 from analytics_dlt.hints import SequenceGenerator
+from analytics_dlt.history.arrow import opening_table, rows_table
 from analytics_dlt.history.report import HistoryCounts
 from analytics_dlt.history.tables import (
     HISTORY_SUFFIX,
@@ -101,9 +102,13 @@ class RunHistory:
         pipeline: dlt.Pipeline,
         sequence: SequenceGenerator,
         logger: logging.Logger | None = None,
+        *,
+        every_record: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.sequence = sequence
+        self.every_record = every_record
+        """The input has every record (deletion mode): see `StreamHistory.every_record`."""
         self.streams: dict[str, StreamHistory] = {}
         self.pending: list[Any] = []
         self._log = logger or log
@@ -139,7 +144,14 @@ class RunHistory:
                 return f"--history: {problem}"
             self._merge_checked = True
         tracker = StreamHistory(
-            self.pipeline, stream, key_properties[0], version, columns, self.sequence, self._log
+            self.pipeline,
+            stream,
+            key_properties[0],
+            version,
+            columns,
+            self.sequence,
+            self._log,
+            every_record=self.every_record,
         )
         earlier = self.streams.get(stream)
         if earlier is not None and earlier.key == tracker.key and earlier.version == version:
@@ -147,13 +159,31 @@ class RunHistory:
         self.streams[stream] = tracker
         return None
 
-    def on_batch(self, stream: str, records: Sequence[Mapping[str, Any]]) -> None:
+    def on_batch(
+        self, stream: str, records: Sequence[Mapping[str, Any]], table: Any = None
+    ) -> None:
+        """A batch handed to dlt (`table`: the same batch as a pyarrow table, if it is one)."""
         tracker = self.streams.get(stream)
-        if tracker is not None and records and (rows := tracker.versions(records)):
-            self.pending.append(tracker.item(rows))
+        if tracker is None or not records:
+            return
+        batch = tracker.changes(records)
+        opened = None
+        if table is not None and batch.opened:
+            opened = opening_table(table, batch, tracker.version, tracker.hints["columns"])
+        if opened is None:  # dicts: dlt normalizes them
+            rows = batch.closing + tracker.opening_rows(records, batch)
+            if rows:
+                self.pending.append(tracker.item(rows))
+            return
+        self.pending.append(tracker.item(opened))
+        if batch.closing:
+            closing = rows_table(batch.closing, tracker.hints["columns"])
+            self.pending.append(tracker.item(batch.closing if closing is None else closing))
 
     def drain(self, items: Iterable[Any]) -> Iterator[Any]:
-        """`items`, each followed by the history rows its batch made."""
+        """`items` (one load package's), each followed by the history rows its batch made."""
+        for tracker in self.streams.values():
+            tracker.hinted = False  # a new package, a new resource: hints again
         pending = self.pending
         for item in items:
             yield item

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from analytics_dlt.deletions import DELETED_AT_COLUMN
 from analytics_dlt.hints import SEQUENCE_COLUMN, SequenceGenerator, destination_column_name
+from analytics_dlt.history import stored
 from analytics_dlt.history.report import HistoryCounts
 from analytics_dlt.history.tables import (
     VALID_FROM,
@@ -26,12 +26,22 @@ from analytics_dlt.history.values import VersionHasher, instant
 
 log = logging.getLogger("analytics_dlt.history")
 
-_CHUNK = 500
-"""Keys per `IN (...)` list when reading stored versions back."""
-_FETCH = 5000
-"""Rows fetched at a time when reading a whole table."""
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one batch of records changes in a stream's history (`StreamHistory.changes`)."""
+
+    closing: list[Row]
+    """Rows closing earlier versions (numbered already)."""
+    opened: list[int]
+    """Positions in the batch of the records that are new versions."""
+    digests: list[int]
+    """Their `_version_hash`."""
+    numbers: range
+    """Their `_sdc_sequence`."""
 
 
 class StreamHistory:
@@ -52,13 +62,19 @@ class StreamHistory:
         columns: Mapping[str, TColumnSchema],
         sequence: SequenceGenerator,
         logger: logging.Logger | None = None,
+        *,
+        every_record: bool = False,
     ) -> None:
         self.pipeline = pipeline
+        self.every_record = every_record
+        """The run sends every record (a deletion-mode scan): open versions are read at once,
+        not per batch."""
         self.table = table
         self.history_table = history_table_name(table)
         self.key = key
         self.version = version
         self.hints = history_hints(table, columns, key)
+        self._merge = self.hints["write_disposition"]
         self.counts = HistoryCounts()
         self._key_column = destination_column_name(key)
         self._version_column = destination_column_name(version)
@@ -70,37 +86,66 @@ class StreamHistory:
         self._hasher = VersionHasher(columns)
         self._sequence = sequence
         self._log = logger or log
-        self._open: dict[Any, tuple[dt.datetime, int | None]] | None = None
+        self._open: dict[Any, tuple[dt.datetime, int | None]] = {}
+        """The open version of each key looked up so far (or written by this run)."""
+        self._looked: set[Any] = set()
+        """Keys whose open version was read from the destination (there or not)."""
+        self._all_looked = False
+        """Every open version was read (`every_record`)."""
         self._exists: bool | None = None
         self._starting = False
         """No history table at the start of the run: versions come from the current table."""
-        self._start_pending: dict[Any, dt.datetime] = {}
-        """Start run: (key, `_valid_from`) of current rows not written to history yet."""
+        self._written: set[tuple[Any, dt.datetime]] = set()
+        """Start run: (key, `_valid_from`) of the rows this run wrote (not taken from the
+        current table at `finish`)."""
+        self._no_current = False
+        """The current table does not exist either (a new dataset): nothing to look up."""
         self._fresh: set[Any] = set()
         """Keys whose open version was written by this run (not in the destination yet)."""
         self._finished = False
+        self.hinted = False
+        """Whether the resource extracting this run's rows has the history table's hints."""
 
     # -- public ----------------------------------------------------------------------------------
 
     def take_over(self, earlier: StreamHistory) -> None:
         """Continue the run of `earlier` (the same stream, its columns changed mid-run)."""
-        for name in ("counts", "_open", "_exists", "_starting", "_start_pending", "_fresh"):
+        for name in (
+            "counts",
+            "_open",
+            "_looked",
+            "_all_looked",
+            "_exists",
+            "_starting",
+            "_written",
+            "_fresh",
+        ):
             setattr(self, name, getattr(earlier, name))
 
-    def item(self, rows: list[Row]) -> Any:
-        """`rows` as an item for dlt: tagged with the history table's name and hints."""
+    def item(self, rows: Any) -> Any:
+        """`rows` (dicts or an arrow table) as an item for dlt: the history table's hints on the
+        first item of a resource (`hinted` False), its name after (dlt keeps the hints)."""
+        if self.hinted:
+            return dlt.mark.with_table_name(rows, self.history_table)
+        self.hinted = True
         hints = dlt.mark.make_hints(**self.hints)
         return dlt.mark.with_hints(rows, hints, create_table_variant=True)
 
-    def versions(self, records: Iterable[Mapping[str, Any]]) -> list[Row]:
+    def versions(self, records: Sequence[Mapping[str, Any]]) -> list[Row]:
         """History rows for a batch of records: new versions, and the versions they close."""
-        out = self._prepare()
-        assert self._open is not None
+        batch = self.changes(records)
+        return batch.closing + self.opening_rows(records, batch)
+
+    def changes(self, records: Sequence[Mapping[str, Any]]) -> Changes:
+        """What a batch of records changes: the rows closing earlier versions, and which records
+        are new versions (their rows: `opening_rows`, or `opening_table` from an arrow table)."""
+        closing_rows = self._look_up(record.get(self.key) for record in records)
         open_versions, fresh, counts = self._open, self._fresh, self.counts
         key, version, of_record = self.key, self.version, self._hasher.of_record
-        opened: list[Row] = []
+        opened: list[int] = []
+        digests: list[int] = []
         closing: dict[Any, dt.datetime | None] = {}
-        for record in records:
+        for index, record in enumerate(records):
             k = record.get(key)
             value = record.get(version)
             if k is None or value is None:
@@ -115,6 +160,8 @@ class StreamHistory:
                         counts.unchanged += 1
                         continue
                     counts.changed_in_place.append(k)
+                    if k in fresh:  # its version twice in this package: dedupe it
+                        self._merge_this_run()
                 elif since < current_since:
                     counts.older.append(k)
                     continue
@@ -122,26 +169,37 @@ class StreamHistory:
                     counts.repeated.append(k)
                 else:
                     closing[k] = since
-            row = dict(record)
-            row[VALID_FROM] = value
-            row[VALID_TO] = None
-            row[VERSION_HASH] = digest
-            opened.append(row)
+            opened.append(index)
+            digests.append(digest)
             open_versions[k] = (since, digest)
             fresh.add(k)
-            self._written(k, since)
+            if self._starting and not self._no_current:
+                self._written.add((k, since))
         if closing:
             closed = self._closing_rows(closing)
             counts.closed += len(closed)
-            out.extend(closed)
+            closing_rows.extend(closed)
         counts.opened += len(opened)
-        out.extend(opened)
-        return self._numbered(out)
+        self._numbered(closing_rows)
+        numbers = self._sequence.take(len(opened))
+        return Changes(closing_rows, opened, digests, numbers)
+
+    def opening_rows(self, records: Sequence[Mapping[str, Any]], batch: Changes) -> list[Row]:
+        """The open rows of the new versions `changes` found, as dicts."""
+        version, out = self.version, []
+        for index, digest, number in zip(batch.opened, batch.digests, batch.numbers, strict=True):
+            row = dict(records[index])
+            row[VALID_FROM] = row[version]
+            row[VALID_TO] = None
+            row[VERSION_HASH] = digest
+            row[SEQUENCE_COLUMN] = number
+            out.append(row)
+        return out
 
     def gone(self, keys: Iterable[Any], at: dt.datetime) -> list[Row]:
         """Rows closing, at `at`, the open versions of `keys`, found deleted by a complete scan."""
-        out = self._prepare()
-        assert self._open is not None
+        keys = list(keys)
+        out = self._look_up(keys)
         targets: dict[Any, dt.datetime | None] = {}
         for k in keys:
             if k in self._open and k not in self._fresh:
@@ -158,17 +216,22 @@ class StreamHistory:
             return []
         self._finished = True
         out: list[Row] = []
-        if self._open is None:  # no record this run: a missing table, or a repair, matters
-            several = self._keys_open_more_than_once()
-            if several is None:
-                self._starting = True
-                out = [self._from_current(row) for row in self._read_rows(self.table, None)]
-                self.counts.started += len(out)
-            else:
-                out = self._closing_rows(dict.fromkeys(several))
-        elif self._starting and self._start_pending:
-            out = self._start_rows()
+        several = (
+            None
+            if self._starting
+            else []
+            if self._all_looked  # duplicates were found (and closed) when read
+            else self._keys_open_more_than_once()
+        )
+        if several is None:  # no history table: the current rows start it (those not written)
+            self._start()
+            written = self._written
+            for row in [] if self._no_current else self._read_rows(self.table, None):
+                if (row[self._key_column], row[self._version_column]) not in written:
+                    out.append(self._from_current(row))
             self.counts.started += len(out)
+        else:  # keys this run did not look up may have several open versions: repair them
+            out = self._closing_rows(dict.fromkeys(k for k in several if k not in self._looked))
         self.report()
         return self._numbered(out)
 
@@ -183,115 +246,84 @@ class StreamHistory:
 
     # -- reading the destination --------------------------------------------------------------
 
-    def _prepare(self) -> list[Row]:
-        """First look at the destination: the open versions, or, when the history table does not
-        exist, the current table's rows as the versions that start history. Returns rows that
-        repair history (a key left with several open versions gets the earlier ones closed)."""
-        if self._open is not None:
+    def _look_up(self, keys: Iterable[Any]) -> list[Row]:
+        """Read the open versions of `keys` not looked up yet: from the history table, or, when
+        it does not exist, from the current table (the versions that start history). Returns rows
+        that repair history (a key left with several open versions gets the earlier closed)."""
+        if self._starting and self._no_current:
+            return []  # a new dataset: nothing stored to look up
+        if self._all_looked:
             return []
-        found = self._read_open_versions()
-        self._exists = found is not None
-        if found is not None:
-            self._open, several = found
-            return self._closing_rows(dict.fromkeys(several))
-        self._open = {}
-        self._starting = True
-        self._read_current_versions()
+        todo: list[Any] | None = list({k for k in keys if k is not None and k not in self._looked})
+        if not todo:
+            return []
+        self._looked.update(todo)
+        if self.every_record:
+            todo, self._all_looked = None, True
+        if self._exists is None and not self._in_schema(self.history_table):
+            self._start()  # not created by this pipeline yet
+            self._no_current = not self._in_schema(self.table)
+        if not self._starting:
+            try:
+                versions, several = stored.open_versions(
+                    self.pipeline, self.history_table, self._key_column, todo
+                )
+            except stored.Missing:
+                self._start()
+            else:
+                self._exists = True
+                self._open.update(versions)
+                return self._closing_rows(dict.fromkeys(several))
+        if self._no_current:
+            return []
+        for row in self._read_rows(self.table, todo):
+            if row.get(DELETED_AT_COLUMN) is None:
+                since = row[self._version_column]
+                self._open[row[self._key_column]] = (since, self._hasher.of_stored(row))
         return []
+
+    def _start(self) -> None:
+        """No history table: this run starts it. Each version is written once at most (see
+        `changes`), so the table is appended to, without dlt's merge; later runs merge."""
+        self._exists, self._starting = False, True
+        if not self.hinted:
+            self.hints = {**self.hints, "write_disposition": "append"}
+
+    def _merge_this_run(self) -> None:
+        """A version is written twice in this run: dlt must merge (and dedupe) after all."""
+        if self.hints["write_disposition"] == "append":
+            self.hints = {**self.hints, "write_disposition": self._merge}
+            self.hinted = False  # the next item carries the hints again
+
+    def _in_schema(self, table: str) -> bool:
+        """Whether a schema of the pipeline knows `table`. One none knows was never created by
+        it (its schemas are synced from the destination before a run): no query needed."""
+        return any(table in schema.tables for schema in self.pipeline.schemas.values())
 
     def _keys_open_more_than_once(self) -> list[Any] | None:
         """Keys with several open versions (a run that saw two versions of a key leaves them);
         None when the history table does not exist."""
-        with self.pipeline.sql_client() as client:
-            qualified = client.make_qualified_table_name(self.history_table)
-            key, until = (client.escape_column_name(c) for c in (self._key_column, VALID_TO))
-            try:
-                rows = client.execute_sql(
-                    f"SELECT {key} FROM {qualified} WHERE {until} IS NULL"
-                    f" GROUP BY {key} HAVING count(*) > 1"
-                )
-            except DatabaseUndefinedRelation:
-                self._exists = False
-                return None
-        self._exists = True
-        return [row[0] for row in rows or []]
-
-    def _read_open_versions(
-        self,
-    ) -> tuple[dict[Any, tuple[dt.datetime, int | None]], set[Any]] | None:
-        """`key -> (_valid_from, _version_hash)` of the open versions, and the keys with more
-        than one; None when the history table does not exist."""
-        with self.pipeline.sql_client() as client:
-            qualified = client.make_qualified_table_name(self.history_table)
-            k, since, digest, until = (
-                client.escape_column_name(c)
-                for c in (self._key_column, VALID_FROM, VERSION_HASH, VALID_TO)
+        try:
+            several = stored.keys_open_more_than_once(
+                self.pipeline, self.history_table, self._key_column
             )
-            try:
-                rows = client.execute_sql(
-                    f"SELECT {k}, {since}, {digest} FROM {qualified} WHERE {until} IS NULL"
-                )
-            except DatabaseUndefinedRelation:
-                return None
-        versions: dict[Any, tuple[dt.datetime, int | None]] = {}
-        several: set[Any] = set()
-        for key, valid_from, version_hash in rows or []:
-            earlier = versions.get(key)
-            if earlier is not None:
-                several.add(key)
-                if earlier[0] > valid_from:
-                    continue
-            versions[key] = (valid_from, version_hash)
-        return versions, several
-
-    def _read_current_versions(self) -> None:
-        """The run that starts history: the current table's rows as the versions so far."""
-        assert self._open is not None
-        for row in self._read_rows(self.table, None):
-            k, since = row[self._key_column], row[self._version_column]
-            self._start_pending[k] = since
-            if row.get(DELETED_AT_COLUMN) is None:
-                self._open[k] = (since, self._hasher.of_stored(row))
+        except stored.Missing:
+            self._exists = False
+            return None
+        self._exists = True
+        return several
 
     def _read_rows(self, table: str, keys: Collection[Any] | None) -> Iterable[Row]:
-        """Rows of `table` (`keys` only, if given; open versions only, for the history table),
-        dlt's own columns left out and JSON decoded."""
+        """Rows of `table` (`keys` only, if given; open versions only, for the history table);
+        none when the current table does not exist."""
         history = table == self.history_table
-        with self.pipeline.sql_client() as client:
-            qualified = client.make_qualified_table_name(table)
-            key = client.escape_column_name(self._key_column)
-            until = client.escape_column_name(VALID_TO)
-            literal = client.capabilities.escape_literal
-            where = [f"{until} IS NULL"] if history else []
-            if keys is None:
-                queries = [" AND ".join(where)]
-            else:
-                ordered = list(keys)
-                queries = []
-                for i in range(0, len(ordered), _CHUNK):
-                    listed = ", ".join(literal(k) for k in ordered[i : i + _CHUNK])
-                    queries.append(" AND ".join([*where, f"{key} IN ({listed})"]))
-            for condition in queries:
-                sql = f"SELECT * FROM {qualified}" + (f" WHERE {condition}" if condition else "")
-                try:
-                    with client.execute_query(sql) as cursor:
-                        names = [d[0] for d in cursor.description]
-                        while batch := cursor.fetchmany(_FETCH):
-                            for values in batch:
-                                yield self._decoded(names, values)
-                except DatabaseUndefinedRelation:
-                    return  # no current table yet: nothing to start history with
-
-    def _decoded(self, names: list[str], values: Sequence[Any]) -> Row:
-        row: Row = {}
-        json_columns = self._json
-        for name, value in zip(names, values, strict=True):
-            if name.startswith("_dlt_"):
-                continue
-            if name in json_columns and isinstance(value, str):
-                value = json.loads(value)
-            row[name] = value
-        return row
+        rows = stored.rows_of(
+            self.pipeline, table, self._key_column, keys, open_only=history, json_columns=self._json
+        )
+        try:
+            yield from rows
+        except stored.Missing:
+            self._no_current = not history  # no current table: nothing to start history with
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -317,7 +349,8 @@ class StreamHistory:
                     continue
                 row[VALID_TO] = until
                 out.append(row)
-                self._written(k, row[VALID_FROM])
+                if self._starting:
+                    self._written.add((k, row[VALID_FROM]))
         return out
 
     def _from_current(self, row: Row) -> Row:
@@ -327,23 +360,6 @@ class StreamHistory:
         out[VALID_TO] = row.get(DELETED_AT_COLUMN)
         out[VERSION_HASH] = self._hasher.of_stored(row)
         return out
-
-    def _start_rows(self) -> list[Row]:
-        """The current table's rows not yet written by this run, as the versions so far."""
-        pending = self._start_pending
-        out = []
-        for row in self._read_rows(self.table, None):
-            k = row[self._key_column]
-            if k in pending and pending[k] == row[self._version_column]:
-                out.append(self._from_current(row))
-        pending.clear()
-        return out
-
-    def _written(self, key: Any, since: Any) -> None:
-        """A row with primary key (key, since) is in this run's package."""
-        pending = self._start_pending
-        if pending and key in pending and pending[key] == since:
-            del pending[key]
 
     def _numbered(self, rows: list[Row]) -> list[Row]:
         """`_sdc_sequence` in the order the rows were made (the later copy of a version wins)."""

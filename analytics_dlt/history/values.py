@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
@@ -66,9 +65,10 @@ class VersionHasher:
         for i in self._time:
             v = values[i]
             if v.__class__ is str:
-                # one that is not a timestamp: dlt refuses it or makes a variant; hashed as it is
-                with contextlib.suppress(TimestampError):
-                    values[i] = microsecond_text(v)
+                if len(v) >= 20 and v[-1] == "Z" and v[10] == "T" and v[19] in ".Z":
+                    values[i] = f"{v[:19]}.{(v[20:-1] + '000000')[:6]}"  # microsecond_text
+                else:
+                    values[i] = _text_or_itself(v)
             elif isinstance(v, dt.datetime):
                 values[i] = _datetime_text(v)
         return self._digest(values)
@@ -88,5 +88,18 @@ class VersionHasher:
             v = values[i]
             if v is not None and not isinstance(v, bool) and isinstance(v, (int, float)):
                 values[i] = float(v)
-        data = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+        data = _dumps(values, option=_SORTED, default=str)
+        return _from_bytes(_blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+
+_dumps, _SORTED = orjson.dumps, orjson.OPT_SORT_KEYS
+_blake2b, _from_bytes = hashlib.blake2b, int.from_bytes
+
+
+def _text_or_itself(value: str) -> str:
+    """`microsecond_text`, or the value itself when it is not a timestamp (dlt refuses it or
+    makes a variant column; hashed as it is)."""
+    try:
+        return microsecond_text(value)
+    except TimestampError:
+        return value

@@ -19,10 +19,6 @@ overrides or reads private names here and nowhere else:
   warning each time it creates that entry (once per stream, every run). The tap creates the
   entry itself, exactly as the SDK writes it, so the state is the same and the warning, true of
   every run by design, is said once in docs/incremental.md instead.
-* `Stream._write_starting_replication_value` (and the state key it writes, `STARTING_MARKER`):
-  the SDK writes the same starting bookmark into a child stream's (unpartitioned) state and
-  logs "Starting incremental sync" before every parent's sync; the tap skips the repeats while
-  the value is still there (2,000 log lines and state look-ups for 1,000 applications).
 * `Stream._stream_version` and `Stream.state_manager.is_flushed`: read and set by the fast path
   exactly as the SDK's own `_write_record_message` does.
 * `Stream._process_record`: a record that is not emitted (not newer than the bookmark) still
@@ -56,7 +52,7 @@ from typing import Any
 
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._state import PROGRESS_MARKER_NOTE, PROGRESS_MARKERS, STARTING_MARKER
+from singer_sdk.helpers._state import PROGRESS_MARKER_NOTE, PROGRESS_MARKERS
 from singer_sdk.helpers.types import Context
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase
@@ -123,9 +119,6 @@ PRIVATE_HOOKS: tuple[PrivateHook, ...] = (
             ("child_context", P.POSITIONAL_OR_KEYWORD),
             ("partition_context", P.POSITIONAL_OR_KEYWORD),
         ),
-    ),
-    PrivateHook(
-        Stream, "_write_starting_replication_value", (("context", P.POSITIONAL_OR_KEYWORD),)
     ),
 )
 """The private methods the tap overrides or calls (private attributes are checked by tests too)."""
@@ -230,18 +223,6 @@ class CompatStream(Stream):
     def sync_children(self, record: dict[str, Any], context: Context | None) -> None:
         """Sync the children of a record that is not emitted, as the SDK does for one that is."""
         self._process_record(record, child_context=context)
-
-    def repeats_starting_value(self, context: Context | None) -> bool:
-        """Writing the starting replication value for `context` again would change nothing
-        (by default: write it every time, as the SDK does)."""
-        return False
-
-    def _write_starting_replication_value(self, context: Context | None) -> None:
-        if self.repeats_starting_value(context) and STARTING_MARKER in self.get_context_state(
-            context
-        ):
-            return  # still there from an earlier sync of this run, with the same value
-        super()._write_starting_replication_value(context)
 
     def hold_activate_version(self, version: int) -> None:
         """`sync()` would send ACTIVATE_VERSION now, before the records (by default: send)."""

@@ -79,7 +79,6 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         self._scanned = 0
         self._emitted = 0
         self._signpost: tuple[str | None] | None = None
-        self._starting_written = False
         self._keeps_bookmark: bool | None = None  # not FULL_TABLE; read once per run
 
     # -- wiring -------------------------------------------------------------------------
@@ -120,16 +119,6 @@ class AnalyticsStream(VersionedStream, ChildTotals):
         if not self._has_selected_children:
             return ()
         return super().generate_child_contexts(record, context)
-
-    def repeats_starting_value(self, context: Context | None) -> bool:
-        """One bookmark for all parents (no state partitions): after the first parent, the SDK's
-        starting value would be the same again (its bookmark moves at the end of the run)."""
-        if not self.definition.is_child or self.state_partitioning_keys:
-            return False
-        if not self._starting_written:
-            self._starting_written = True
-            return False
-        return True
 
     # -- records --------------------------------------------------------------------------
 

@@ -22,13 +22,11 @@ import tap_analytics
 from tap_analytics.compat import (
     PRIVATE_HOOKS,
     PROGRESS_MARKERS,
-    STARTING_MARKER,
     UNSORTED_NOTE,
     CompatStream,
     ConfigFileError,
     PrivateHook,
 )
-from tap_analytics.streams import AnalyticsStream
 from tap_analytics.tap import TapAnalytics
 from tests.unit.mockapi import config, make_records, mock_api, run_tap, serve_everything
 
@@ -272,64 +270,6 @@ def test_send_activate_version_writes_schema_then_activate_version(monkeypatch) 
     ], "Stream._write_schema_message / _write_activate_version_message changed what they write"
     assert sent[1].version == 7
     assert isinstance(stream._initialized_at, int), "Stream._initialized_at is gone"
-
-
-# -- Stream._write_starting_replication_value, STARTING_MARKER --------------------------------
-
-
-def test_starting_replication_value_is_written_once_per_child_stream_with_the_same_state(
-    monkeypatch,
-) -> None:
-    """The SDK calls the hook before every parent's sync of a child stream and writes
-    `STARTING_MARKER` into its state; skipping the repeats leaves every STATE unchanged."""
-    sdk_calls: list[str] = []
-    original = Stream._write_starting_replication_value
-
-    def spy(self: Stream, context: Any) -> None:
-        sdk_calls.append(self.name)
-        original(self, context)
-
-    monkeypatch.setattr(Stream, "_write_starting_replication_value", spy)
-    state = {
-        "bookmarks": {
-            "endpoints": {
-                "replication_key": "updatedAt",
-                "replication_key_value": "2020-01-01T00:00:00Z",
-            }
-        }
-    }
-    with mock_api() as api:
-        serve_everything(api, apps=3, per_app=2)
-        skipped = run_tap(config(start_date="2019-06-01T00:00:00Z"), state=state)
-        sdk_calls_skipped = list(sdk_calls)
-        sdk_calls.clear()
-        monkeypatch.setattr(AnalyticsStream, "repeats_starting_value", lambda self, context: False)
-        every_time = run_tap(config(start_date="2019-06-01T00:00:00Z"), state=state)
-    assert every_time.messages and sdk_calls.count("endpoints") == 3, (
-        "singer-sdk no longer calls Stream._write_starting_replication_value once per parent"
-    )
-    assert sdk_calls_skipped.count("endpoints") == 1
-    endpoints = [
-        m["value"]["bookmarks"]["endpoints"]
-        for m in every_time.of_type("STATE")
-        if "endpoints" in m["value"].get("bookmarks", {})
-    ]
-    assert any(STARTING_MARKER in b for b in endpoints), (
-        "Stream._write_starting_replication_value no longer writes STARTING_MARKER"
-    )
-
-    def without_signposts(run: Any) -> Any:
-        """The messages without the two values that differ from run to run."""
-
-        def strip(value: Any) -> Any:
-            if isinstance(value, dict):
-                drop = ("replication_key_signpost", "time_extracted")
-                return {k: strip(v) for k, v in value.items() if k not in drop}
-            return value
-
-        return [strip(m) for m in run.messages]
-
-    assert without_signposts(skipped) == without_signposts(every_time)
 
 
 # -- Stream._process_record: children of a record that is not emitted ---------------------------

@@ -17,7 +17,7 @@ from analytics_dlt.history.tables import VALID_FROM, VALID_TO, VERSION_HASH
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from analytics_dlt.history.tracker import Changes
+    from analytics_dlt.history.report import Changes
 
 _OURS = (VALID_FROM, VALID_TO, VERSION_HASH, SEQUENCE_COLUMN)
 

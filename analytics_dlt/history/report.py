@@ -1,4 +1,5 @@
-"""What one run did to one stream's history, and how it is reported."""
+"""What a batch (`Changes`) and a run (`HistoryCounts`) do to one stream's history, and how a
+run's is reported."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ from typing import Any
 
 _EXAMPLES = 3
 """Keys named in a warning."""
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one batch of records changes in a stream's history (`StreamHistory.changes`)."""
+
+    closing: list[Row]
+    """Rows closing earlier versions (numbered already)."""
+    opened: list[int]
+    """Positions in the batch of the records that are new versions."""
+    digests: list[int]
+    """Their `_version_hash`."""
+    numbers: range
+    """Their `_sdc_sequence`."""
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dlt
@@ -14,7 +13,7 @@ from dlt.common.schema.typing import TColumnSchema
 from analytics_dlt.deletions import DELETED_AT_COLUMN
 from analytics_dlt.hints import SEQUENCE_COLUMN, SequenceGenerator, destination_column_name
 from analytics_dlt.history import stored
-from analytics_dlt.history.report import HistoryCounts
+from analytics_dlt.history.report import Changes, HistoryCounts
 from analytics_dlt.history.tables import (
     VALID_FROM,
     VALID_TO,
@@ -29,19 +28,21 @@ log = logging.getLogger("analytics_dlt.history")
 
 Row = dict[str, Any]
 
+REPAIR_KEY = "history_repair"
+"""Source state: `{history table: True}` when a run left a key with two open versions (it saw
+two new versions of it); the next run of that stream closes the earlier. Committed with the run."""
 
-@dataclass(frozen=True)
-class Changes:
-    """What one batch of records changes in a stream's history (`StreamHistory.changes`)."""
 
-    closing: list[Row]
-    """Rows closing earlier versions (numbered already)."""
-    opened: list[int]
-    """Positions in the batch of the records that are new versions."""
-    digests: list[int]
-    """Their `_version_hash`."""
-    numbers: range
-    """Their `_sdc_sequence`."""
+_RUN_STATE: tuple[str, ...] = ("counts", "_open", "_looked", "_all_looked", "_exists")
+_RUN_STATE += ("_starting", "_written", "_no_current", "_fresh")
+
+
+def _source_state() -> dict[str, Any] | None:
+    """The dlt source state of the extraction running now; None outside one."""
+    try:
+        return dlt.current.source_state()  # type: ignore[no-any-return]
+    except Exception:  # not inside a source's extraction
+        return None
 
 
 class StreamHistory:
@@ -66,9 +67,7 @@ class StreamHistory:
         every_record: bool = False,
     ) -> None:
         self.pipeline = pipeline
-        self.every_record = every_record
-        """The run sends every record (a deletion-mode scan): open versions are read at once,
-        not per batch."""
+        self.every_record = every_record  # a deletion-mode scan: read every open version at once
         self.table = table
         self.history_table = history_table_name(table)
         self.key = key
@@ -86,40 +85,24 @@ class StreamHistory:
         self._hasher = VersionHasher(columns)
         self._sequence = sequence
         self._log = logger or log
+        # the open version of each key looked up (or written by this run)
         self._open: dict[Any, tuple[dt.datetime, int | None]] = {}
-        """The open version of each key looked up so far (or written by this run)."""
-        self._looked: set[Any] = set()
-        """Keys whose open version was read from the destination (there or not)."""
-        self._all_looked = False
-        """Every open version was read (`every_record`)."""
-        self._exists: bool | None = None
-        self._starting = False
-        """No history table at the start of the run: versions come from the current table."""
-        self._written: set[tuple[Any, dt.datetime]] = set()
-        """Start run: (key, `_valid_from`) of the rows this run wrote (not taken from the
-        current table at `finish`)."""
-        self._no_current = False
-        """The current table does not exist either (a new dataset): nothing to look up."""
-        self._fresh: set[Any] = set()
-        """Keys whose open version was written by this run (not in the destination yet)."""
+        self._looked: set[Any] = set()  # keys read from the destination (found or not)
+        self._held: dict[Any, list[Row]] = {}  # the batch's open versions, whole (to close)
+        self._all_looked = False  # every open version read (`every_record`)
+        self._exists: bool | None = None  # the history table
+        self._starting = False  # no history table: versions come from the current table
+        self._written: set[tuple[Any, dt.datetime]] = set()  # start run: (key, since) written
+        self._no_current = False  # no current table either: nothing to look up
+        self._fresh: set[Any] = set()  # keys whose open version this run wrote
         self._finished = False
-        self.hinted = False
-        """Whether the resource extracting this run's rows has the history table's hints."""
+        self.hinted = False  # the resource extracting this run has the history hints
 
     # -- public ----------------------------------------------------------------------------------
 
     def take_over(self, earlier: StreamHistory) -> None:
         """Continue the run of `earlier` (the same stream, its columns changed mid-run)."""
-        for name in (
-            "counts",
-            "_open",
-            "_looked",
-            "_all_looked",
-            "_exists",
-            "_starting",
-            "_written",
-            "_fresh",
-        ):
+        for name in _RUN_STATE:
             setattr(self, name, getattr(earlier, name))
 
     def item(self, rows: Any) -> Any:
@@ -180,6 +163,7 @@ class StreamHistory:
             counts.closed += len(closed)
             closing_rows.extend(closed)
         counts.opened += len(opened)
+        self._held = {}
         self._numbered(closing_rows)
         numbers = self._sequence.take(len(opened))
         return Changes(closing_rows, opened, digests, numbers)
@@ -206,6 +190,7 @@ class StreamHistory:
                 targets[k] = at
                 del self._open[k]
         closed = self._closing_rows(targets)
+        self._held = {}
         self.counts.gone += len(closed)
         return self._numbered(out + closed)
 
@@ -216,13 +201,18 @@ class StreamHistory:
             return []
         self._finished = True
         out: list[Row] = []
-        several = (
-            None
-            if self._starting
-            else []
-            if self._all_looked  # duplicates were found (and closed) when read
-            else self._keys_open_more_than_once()
-        )
+        if self._exists is None and not self._in_schema(self.history_table):
+            self._start()  # no record this run, and no history table
+            self._no_current = not self._in_schema(self.table)
+        state = _source_state()
+        flags = (state or {}).get(REPAIR_KEY) or {}
+        several: list[Any] | None = None  # None: no history table
+        if self._starting:
+            pass
+        elif self._all_looked or (state is not None and not flags.get(self.history_table)):
+            several = []  # every open version was read; or no earlier run left two open
+        else:
+            several = self._keys_open_more_than_once()
         if several is None:  # no history table: the current rows start it (those not written)
             self._start()
             written = self._written
@@ -232,13 +222,11 @@ class StreamHistory:
             self.counts.started += len(out)
         else:  # keys this run did not look up may have several open versions: repair them
             out = self._closing_rows(dict.fromkeys(k for k in several if k not in self._looked))
+        if state is not None and (self.counts.repeated or flags.get(self.history_table)):
+            # committed with this run: the next one repairs what this one leaves open twice
+            state.setdefault(REPAIR_KEY, {})[self.history_table] = bool(self.counts.repeated)
         self.report()
         return self._numbered(out)
-
-    @property
-    def starts_history(self) -> bool:
-        """Whether `<table>_history` did not exist when this run first looked."""
-        return self._exists is False
 
     def report(self) -> None:
         """What this run did to the stream's history, in the log (`HistoryCounts.report`)."""
@@ -263,10 +251,10 @@ class StreamHistory:
         if self._exists is None and not self._in_schema(self.history_table):
             self._start()  # not created by this pipeline yet
             self._no_current = not self._in_schema(self.table)
-        if not self._starting:
+        if not self._starting and todo is None:  # all of them: (key, since, hash) only
             try:
                 versions, several = stored.open_versions(
-                    self.pipeline, self.history_table, self._key_column, todo
+                    self.pipeline, self.history_table, self._key_column, None
                 )
             except stored.Missing:
                 self._start()
@@ -274,13 +262,39 @@ class StreamHistory:
                 self._exists = True
                 self._open.update(versions)
                 return self._closing_rows(dict.fromkeys(several))
+        elif not self._starting:  # a batch's keys: whole rows, held to close them
+            try:
+                held = self._hold(self._read_rows(self.history_table, todo, missing=True))
+            except stored.Missing:
+                self._start()
+            else:
+                self._exists = True
+                twice = [k for k, rows in held.items() if len(rows) > 1]
+                repairs = self._closing_rows(dict.fromkeys(twice))
+                for k in twice:
+                    held[k] = held[k][-1:]  # the latest, still open
+                return repairs
         if self._no_current:
             return []
-        for row in self._read_rows(self.table, todo):
-            if row.get(DELETED_AT_COLUMN) is None:
-                since = row[self._version_column]
-                self._open[row[self._key_column]] = (since, self._hasher.of_stored(row))
+        current = (self._from_current(r) for r in self._read_rows(self.table, todo))
+        if todo is not None:
+            self._hold(r for r in current if r[VALID_TO] is None)
+            return []
+        for row in current:  # every record: too many to hold
+            if row[VALID_TO] is None:
+                self._open[row[self._key_column]] = (row[VALID_FROM], row[VERSION_HASH])
         return []
+
+    def _hold(self, rows: Iterable[Row]) -> dict[Any, list[Row]]:
+        """Open versions read back, by key, oldest first, as `_held` and in `_open`."""
+        held: dict[Any, list[Row]] = {}
+        for row in rows:
+            held.setdefault(row[self._key_column], []).append(row)
+        for k, versions in held.items():
+            versions.sort(key=lambda r: r[VALID_FROM])  # type: ignore[no-any-return]
+            self._open[k] = (versions[-1][VALID_FROM], versions[-1][VERSION_HASH])
+        self._held = held
+        return held
 
     def _start(self) -> None:
         """No history table: this run starts it. Each version is written once at most (see
@@ -313,9 +327,11 @@ class StreamHistory:
         self._exists = True
         return several
 
-    def _read_rows(self, table: str, keys: Collection[Any] | None) -> Iterable[Row]:
+    def _read_rows(
+        self, table: str, keys: Collection[Any] | None, *, missing: bool = False
+    ) -> Iterable[Row]:
         """Rows of `table` (`keys` only, if given; open versions only, for the history table);
-        none when the current table does not exist."""
+        none when the current table does not exist (`missing`: raise `stored.Missing`)."""
         history = table == self.history_table
         rows = stored.rows_of(
             self.pipeline, table, self._key_column, keys, open_only=history, json_columns=self._json
@@ -323,6 +339,8 @@ class StreamHistory:
         try:
             yield from rows
         except stored.Missing:
+            if missing:
+                raise
             self._no_current = not history  # no current table: nothing to start history with
 
     # -- rows ------------------------------------------------------------------------------------
@@ -332,14 +350,16 @@ class StreamHistory:
         `_valid_from`, the latest at `targets[key]` (None: the latest stays open)."""
         if not targets:
             return []
-        found: dict[Any, list[Row]] = {}
-        source = self.table if self._starting else self.history_table
-        for row in self._read_rows(source, list(targets)):
-            if self._starting:
-                row = self._from_current(row)
-                if row[VALID_TO] is not None:
-                    continue  # marked deleted in the current table: already a closed version
-            found.setdefault(row[self._key_column], []).append(row)
+        found = {k: self._held[k] for k in targets if k in self._held}
+        if len(found) < len(targets):
+            unread = [k for k in targets if k not in found]
+            source = self.table if self._starting else self.history_table
+            for row in self._read_rows(source, unread):
+                if self._starting:
+                    row = self._from_current(row)
+                    if row[VALID_TO] is not None:
+                        continue  # marked deleted in the current table: a closed version already
+                found.setdefault(row[self._key_column], []).append(row)
         out: list[Row] = []
         for k, rows in found.items():
             rows.sort(key=lambda r: r[VALID_FROM])  # type: ignore[no-any-return]

@@ -237,23 +237,27 @@ def test_a_failed_run_changes_no_history_row(
         assert_live_rows_equal_dump(tmp_path, fake_api)
 
 
+@pytest.mark.parametrize("mode", ["incremental", "soft"])
 def test_history_starts_on_an_existing_dataset(
-    engine: str, fake_api: FakeAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    engine: str, fake_api: FakeAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:
+    deletes = mode != "incremental"
+    args = ["--deletes", mode] if deletes else []
     rounds = Rounds(fake_api)
-    with rounds.run():  # without history: no history table
-        assert engine_run(engine, tmp_path, fake_api).returncode == 0
+    with rounds.run(deletions=deletes):  # without history: no history table
+        assert engine_run(engine, tmp_path, fake_api, *args).returncode == 0
     assert not any(t.endswith("_history") for t in tables(tmp_path))
     fake_api.mutate(share=0.2, seed=1)
-    with rounds.run():  # the first history run: the current rows as they were, closed by the new
-        stderr = run_ok(engine, tmp_path, fake_api)
+    with rounds.run(deletions=deletes):  # the first history run: the rows as they were, closed
+        stderr = run_ok(engine, tmp_path, fake_api, *args)
     assert "history starts" in stderr + caplog.text  # native: in this process's log
     assert_history_is_the_fakes(tmp_path, rounds, first=0)
     assert_tables_equal_dump(tmp_path, all_dumps(fake_api))
 
     fake_api.mutate(share=0.2, seed=2)
-    with rounds.run():  # and from then on as usual
-        run_ok(engine, tmp_path, fake_api)
+    fake_api.delete_records(share=0.1, seed=3)
+    with rounds.run(deletions=deletes):  # and from then on as usual
+        run_ok(engine, tmp_path, fake_api, *args)
     assert_history_is_the_fakes(tmp_path, rounds, first=0)
 
 

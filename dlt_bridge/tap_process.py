@@ -39,7 +39,11 @@ class TapProcess:
         log.debug("tap command: %s", shlex.join(command))
         try:
             self.proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=_tap_environment(verbose),
             )
         except OSError as exc:
             raise TapStartError(f"could not start the tap ({shlex.join(command)}): {exc}") from exc
@@ -83,6 +87,14 @@ class TapProcess:
         if proc.stdout is not None and not proc.stdout.closed:
             proc.stdout.close()
         self._stderr.join()
+
+
+def _tap_environment(verbose: bool) -> dict[str, str] | None:
+    """The tap's environment: ours, plus its own debug level when the bridge's is debug (the
+    tap hides its INFO lines and tracebacks unless `TAP_ANALYTICS_LOGLEVEL` says otherwise)."""
+    if not verbose or "TAP_ANALYTICS_LOGLEVEL" in os.environ:
+        return None
+    return {**os.environ, "TAP_ANALYTICS_LOGLEVEL": "DEBUG"}
 
 
 def _message_part(line: str) -> str:

@@ -96,6 +96,7 @@ class StreamHistory:
         self._no_current = False  # no current table either: nothing to look up
         self._fresh: set[Any] = set()  # keys whose open version this run wrote
         self._finished = False
+        self._known: set[str] | None = None  # tables of the pipeline's schemas at the start
         self.hinted = False  # the resource extracting this run has the history hints
 
     # -- public ----------------------------------------------------------------------------------
@@ -312,7 +313,9 @@ class StreamHistory:
     def _in_schema(self, table: str) -> bool:
         """Whether a schema of the pipeline knows `table`. One none knows was never created by
         it (its schemas are synced from the destination before a run): no query needed."""
-        return any(table in schema.tables for schema in self.pipeline.schemas.values())
+        if self._known is None:
+            self._known = {t for schema in self.pipeline.schemas.values() for t in schema.tables}
+        return table in self._known
 
     def _keys_open_more_than_once(self) -> list[Any] | None:
         """Keys with several open versions (a run that saw two versions of a key leaves them);

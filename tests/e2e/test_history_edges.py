@@ -6,7 +6,8 @@ cases the fake API never makes, and the dlt hook the native source's history rel
 * `--commit-every`: versions closed across the run's load packages;
 * a stream without a replication key gets no history table (reported), the others do;
 * `compat.add_step_after_incremental` sees the batches dlt's incremental let through, in order,
-  and what it returns goes on to the destination.
+  and what it returns goes on to the destination;
+* the environments file's `history` (per environment), over the command line's `--history`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ from typing import Any
 import dlt
 import pytest
 
+from analytics_api.streams import STREAMS
 from analytics_dlt import compat
 from tests.e2e.bridge_support import query, record, run_bridge, schema, singer_lines, state, tables
+from tests.e2e.test_bridge_environments import (  # noqa: F401  (fakes: the fixture)
+    KEY_A,
+    KEY_B,
+    bridge,
+    entry,
+    fakes,
+    use,
+    write_environments,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -182,3 +193,23 @@ def test_step_after_incremental_sees_filtered_batches_and_adds_items(tmp_path: P
             (n * 100,) for n in range(5, 12)
         ]
         assert client.execute_sql("select total from totals") == [(7,)]
+
+
+def test_the_environments_file_turns_history_on_per_environment(
+    fakes: Any,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`history: true` in the file for a; b takes the command line's `--history`."""
+    a, b = fakes
+    write_environments(tmp_path, entry("a", a, "KEY_A", history=True), entry("b", b, "KEY_B"))
+    keys = {"KEY_A": KEY_A, "KEY_B": KEY_B}
+    first = bridge(tmp_path, "run", "--environment", "all", keys=keys)
+    assert first.returncode == 0, first.stderr[-3000:]
+    use(monkeypatch, "a")
+    assert {f"{s.name}_history" for s in STREAMS} <= tables(tmp_path)
+    use(monkeypatch, "b")
+    assert not any(t.endswith("_history") for t in tables(tmp_path))
+    second = bridge(tmp_path, "run", "--environment", "b", "--history", keys=keys)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {f"{s.name}_history" for s in STREAMS} <= tables(tmp_path)  # history starts on b

@@ -456,6 +456,8 @@ def test_the_documented_instance_overlaps_environments_one_run_each(workspace: F
         HeldAPI(apis["b"]) as held_b,
         HeldAPI(apis["c"]) as held_c,
     ):
+        # the instance's storage first: the daemon and the first launch creating it at once race
+        ws.run("instance", "migrate", label="instance migrate").check()
         daemon = ws.start("run", "-m", "analytics_dagster", program="dagster-daemon")
         try:
             for tags in queue:

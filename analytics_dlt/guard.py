@@ -376,8 +376,8 @@ class RunGuard:
 def exclusive(
     body: Callable[[RunGuard], int],
     *,
-    label: str,
     pipeline_name: str,
+    label: str | None = None,
     pipelines_dir: str | None = None,
     wait: float = 0.0,
     logger: logging.Logger = log,
@@ -386,6 +386,7 @@ def exclusive(
     destination once it has made the pipeline (`guard.hold_destination`). Another run holding
     either: its one line on `logger` and `EXIT_BUSY`; no guard to be had: the reason and 1."""
     try:
+        label = label or f"pipeline '{pipeline_name}'"
         with RunGuard(label, wait=wait, on_wait=logger.warning) as guard:
             guard.hold_pipeline(pipeline_name, pipelines_dir)
             return body(guard)

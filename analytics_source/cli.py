@@ -245,7 +245,6 @@ def run_native(args: argparse.Namespace, *, api_key: str | None = None) -> int:
     )
     return exclusive(  # one run of the pipeline at a time; another one: EXIT_BUSY (5)
         lambda guard: _run_guarded(args, bridge_options, guard, base_url, api_key, options),
-        label=f"pipeline '{args.pipeline_name}'",
         pipeline_name=args.pipeline_name,
         pipelines_dir=args.pipelines_dir,
         wait=getattr(args, "wait_if_busy", 0.0),

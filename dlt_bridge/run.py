@@ -78,7 +78,6 @@ def load_command(args: argparse.Namespace, options: LoadOptions, *, run_tap: boo
         return EXIT_USAGE
     return exclusive(  # one run of the pipeline at a time; another one: EXIT_BUSY
         lambda guard: _load_command(args, options, guard, run_tap=run_tap),
-        label=f"pipeline '{options.pipeline_name}'",
         pipeline_name=options.pipeline_name,
         pipelines_dir=options.pipelines_dir,
         wait=getattr(args, "wait_if_busy", 0.0),

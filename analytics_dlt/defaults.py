@@ -13,7 +13,7 @@ Defaults (all measured on a 2-core machine; see BENCHMARKS.md):
   back once by normalize on the same machine; gzip only costs CPU there (~0.6 s per 100k
   records). The load files' compression (`normalize.data_writer`) keeps dlt's default.
 * `normalize.parquet_normalizer.add_dlt_load_id = true` and `add_dlt_id = true`: rows handed to
-  dlt as arrow tables (`dlt_bridge.arrow`) get `_dlt_load_id` and `_dlt_id` like rows handed as
+  dlt as arrow tables (`analytics_dlt.arrow`) get `_dlt_load_id` and `_dlt_id` like rows handed as
   dicts, so both give the same tables.
 * `runtime.dlthub_telemetry = false`: dlt's anonymous telemetry stays off unless the user turns
   it on. dlt resolves this once per process, when its run context is first set up, so it only
@@ -43,6 +43,7 @@ __all__ = [
     "EXTRACT_NO_COMPRESSION",
     "TELEMETRY_OFF",
     "BridgeDefaults",
+    "default_for",
     "install",
 ]
 
@@ -109,6 +110,13 @@ class BridgeDefaults(ConfigProvider):
 
 
 _DEFAULTS = BridgeDefaults()
+
+
+def default_for(pipeline_name: str, key: str) -> Any:
+    """This module's default of `key` (dotted, e.g. `normalize.workers`) for the pipeline called
+    `pipeline_name`, or None; for reading a setting outside a dlt step, where the provider does
+    not answer (it cannot tell which pipeline asks)."""
+    return _DEFAULTS.pipeline_defaults(pipeline_name).get(tuple(key.split(".")))
 
 
 def install(dlt_log_level: str | None = None) -> BridgeDefaults:

@@ -83,7 +83,7 @@ class LoadOptions:
     duckdb_file: str | None = None
     """Set by `create_pipeline`: the DuckDB file loaded into, None for other destinations."""
     arrow: bool = True
-    """Hand dlt pyarrow tables where they give the same tables as dicts (`dlt_bridge.arrow`);
+    """Hand dlt pyarrow tables where they give the same tables as dicts (`analytics_dlt.arrow`);
     `create_pipeline` turns it off unless the load files are parquet."""
 
 

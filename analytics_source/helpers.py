@@ -34,6 +34,7 @@ from analytics_api.records import FieldFilter, check_keys
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, StreamDefinition, child_path
 from analytics_api.timestamps import canonical_from_datetime, latest_timestamp
 from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_dlt.arrow import ArrowBatcher, arrow_matches_dicts
 from analytics_dlt.compat import add_step_after_incremental, cap_bookmark
 from analytics_dlt.deletions import (
     DELETED_AT_COLUMN,
@@ -46,7 +47,7 @@ from analytics_dlt.deletions import (
     with_deleted_at,
 )
 from analytics_dlt.hints import SEQUENCE_COLUMN, SequenceGenerator, table_hints
-from analytics_dlt.history import StreamHistory, without_resource_columns
+from analytics_dlt.history import StreamHistory, batch_items, without_resource_columns
 from analytics_source.settings import ROWS_PER_BATCH
 
 if TYPE_CHECKING:
@@ -228,16 +229,18 @@ def stream_resource(
     )
 
     trackers: list[StreamHistory] = []  # this run's, made when it starts (needs the pipeline)
+    batchers: list[ArrowBatcher | None] = [None]  # its history rows as arrow tables, if it may
     end_of_scan: list[Row] = []
 
     def rows() -> Iterator[Any]:
         started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
         if history:
-            if problem := merge_problem(dlt.current.pipeline()):
+            pipeline = dlt.current.pipeline()
+            if problem := merge_problem(pipeline):
                 raise ValueError(f"stream '{definition.name}': history: {problem}")
             trackers[:] = [
                 StreamHistory(
-                    dlt.current.pipeline(),
+                    pipeline,
                     definition.name,
                     definition.primary_key,
                     definition.replication_key,
@@ -258,9 +261,10 @@ def stream_resource(
             if history:
                 yield end_of_scan
             return
-        pipeline = dlt.current.pipeline()
-        if problem := merge_problem(pipeline):
-            raise ValueError(f"stream '{definition.name}': deletes={deletes!r}: {problem}")
+        if not history:  # (history found the pipeline and checked it above)
+            pipeline = dlt.current.pipeline()
+            if problem := merge_problem(pipeline):
+                raise ValueError(f"stream '{definition.name}': deletes={deletes!r}: {problem}")
         key = definition.primary_key
         sent: set[Any] = set()
         for batch in batches:
@@ -291,12 +295,13 @@ def stream_resource(
         if not tracker.counts.steps:  # the resource dlt extracts has this run's file format
             extracting = dlt.current.source().resources[definition.name]
             without_resource_columns(extracting, definition.name)
+            batchers[:] = [history_batcher(extracting, tracker.pipeline, hints["columns"])]
         tracker.counts.steps += 1
         if items is end_of_scan:
             return iter([tracker.item(done)] if (done := tracker.finish()) else [])
         records = meta is None and items and DELETED_AT_COLUMN not in items[0]  # not marks
-        if records and (versions := tracker.versions(items)):
-            return iter([items, tracker.item(versions)])
+        if records:
+            return iter([items, *batch_items(tracker, items, batcher=batchers[0])])
         return iter([items])
 
     rows.__name__ = rows.__qualname__ = definition.name
@@ -307,6 +312,21 @@ def stream_resource(
     if history:
         add_step_after_incremental(resource, history_step)
     return resource  # type: ignore[no-any-return]
+
+
+def history_batcher(
+    resource: DltResource, pipeline: dlt.Pipeline, columns: Any
+) -> ArrowBatcher | None:
+    """A converter of `resource`'s records (`columns`: its column hints) to arrow tables for its
+    history rows, when the run writes parquet load files (`loader_file_format="parquet"`, as
+    `dlt-bridge native` asks on DuckDB) and arrow rows load as dicts would
+    (`arrow_matches_dicts`); else None: the history rows stay dicts, which dlt normalizes row by
+    row (the same tables, more time)."""
+    if resource.compute_table_schema().get("file_format") != "parquet":
+        return None
+    if not arrow_matches_dicts(pipeline):
+        return None
+    return ArrowBatcher(columns)
 
 
 def stream_resources(

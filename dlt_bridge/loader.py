@@ -42,7 +42,7 @@ from analytics_dlt.pipeline import (
     schema_hash,
     source_name_for,
 )
-from dlt_bridge.arrow import ArrowBatcher, normalizes_in_subprocesses
+from analytics_dlt.arrow import ArrowBatcher, arrow_matches_dicts
 from dlt_bridge.deletes import DeletionTracker
 from dlt_bridge.messages import (
     ActivateVersionMessage,
@@ -97,7 +97,7 @@ class SingerLoader:
         self._started = time.monotonic()
         self._next_progress = self._started + options.progress_interval
         self._since_commit = 0
-        self._arrow = options.arrow and not normalizes_in_subprocesses(pipeline)
+        self._arrow = options.arrow and arrow_matches_dicts(pipeline)
         self.deletes = (  # ACTIVATE_VERSION applied at the end of the input (dlt_bridge.deletes)
             DeletionTracker(pipeline, deletes, self._sequence, on_input_end=on_input_end)
             if deletes != "off"

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from analytics_api.validate import RecordValidator
-from dlt_bridge.arrow import ArrowBatcher
+from analytics_dlt.arrow import ArrowBatcher
 
 log = logging.getLogger("dlt_bridge")
 

@@ -39,8 +39,9 @@ reported; a key with two new versions in one run keeps both open until the next 
 closes the earlier one (its values are not kept in memory), reported too.
 
 Modules: `tables` (names, columns, hints), `values` (a version's instant and hash), `tracker`
-(`StreamHistory`), `stored` (its SQL), `arrow` (rows as arrow tables), `report` (counts and log
-lines); `RunHistory` here, the trackers of a run by stream for the bridge.
+(`StreamHistory`), `stored` (its SQL), `items` (a batch's rows as items for dlt), `arrow` (rows as
+arrow tables), `report` (counts and log lines); `RunHistory` here, the trackers of a run by stream
+for the bridge.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import dlt
 from dlt.common.schema.typing import TColumnSchema
 
 from analytics_dlt.hints import SequenceGenerator
-from analytics_dlt.history.arrow import opening_table, rows_table
+from analytics_dlt.history.items import batch_items
 from analytics_dlt.history.report import HistoryCounts
 from analytics_dlt.history.tables import (
     HISTORY_SUFFIX,
@@ -79,6 +80,7 @@ __all__ = [
     "RunHistory",
     "StreamHistory",
     "VersionHasher",
+    "batch_items",
     "history_hints",
     "history_table_name",
     "instant",
@@ -164,21 +166,8 @@ class RunHistory:
     ) -> None:
         """A batch handed to dlt (`table`: the same batch as a pyarrow table, if it is one)."""
         tracker = self.streams.get(stream)
-        if tracker is None or not records:
-            return
-        batch = tracker.changes(records)
-        opened = None
-        if table is not None and batch.opened:
-            opened = opening_table(table, batch, tracker.version, tracker.hints["columns"])
-        if opened is None:  # dicts: dlt normalizes them
-            rows = batch.closing + tracker.opening_rows(records, batch)
-            if rows:
-                self.pending.append(tracker.item(rows))
-            return
-        self.pending.append(tracker.item(opened))
-        if batch.closing:
-            closing = rows_table(batch.closing, tracker.hints["columns"])
-            self.pending.append(tracker.item(batch.closing if closing is None else closing))
+        if tracker is not None and records:
+            self.pending.extend(batch_items(tracker, records, table))
 
     def drain(self, items: Iterable[Any]) -> Iterator[Any]:
         """`items` (one load package's), each followed by the history rows its batch made."""

@@ -48,10 +48,10 @@ def _source_state() -> dict[str, Any] | None:
 class StreamHistory:
     """One stream's `<table>_history` during one run: the rows that record its versions.
 
-    `versions(records)` for every batch of records the current table receives (after any
-    incremental filter), `gone(keys, at)` after a complete scan in deletion mode, `finish()`
-    once at the end of the stream. Each returns history rows (dicts, possibly empty) for
-    `item(rows)`, to be loaded in the same package as the records.
+    `changes(records)` for every batch of records the current table receives (after any
+    incremental filter; `analytics_dlt.history.items.batch_items` makes its rows), `gone(keys,
+    at)` after a complete scan in deletion mode, `finish()` once at the end of the stream. Each
+    gives history rows for `item(rows)`, to be loaded in the same package as the records.
     """
 
     def __init__(
@@ -73,7 +73,7 @@ class StreamHistory:
         self.key = key
         self.version = version
         self.hints = history_hints(table, columns, key)
-        self._merge = self.hints["write_disposition"]
+        self._merged_hints = self.hints
         self.counts = HistoryCounts()
         self._key_column = destination_column_name(key)
         self._version_column = destination_column_name(version)
@@ -115,14 +115,9 @@ class StreamHistory:
         hints = dlt.mark.make_hints(**self.hints)
         return dlt.mark.with_hints(rows, hints, create_table_variant=True)
 
-    def versions(self, records: Sequence[Mapping[str, Any]]) -> list[Row]:
-        """History rows for a batch of records: new versions, and the versions they close."""
-        batch = self.changes(records)
-        return batch.closing + self.opening_rows(records, batch)
-
     def changes(self, records: Sequence[Mapping[str, Any]]) -> Changes:
         """What a batch of records changes: the rows closing earlier versions, and which records
-        are new versions (their rows: `opening_rows`, or `opening_table` from an arrow table)."""
+        are new versions (`analytics_dlt.history.items` makes their rows)."""
         closing_rows = self._look_up(record.get(self.key) for record in records)
         open_versions, fresh, counts = self._open, self._fresh, self.counts
         key, version, of_record = self.key, self.version, self._hasher.of_record
@@ -168,18 +163,6 @@ class StreamHistory:
         self._numbered(closing_rows)
         numbers = self._sequence.take(len(opened))
         return Changes(closing_rows, opened, digests, numbers)
-
-    def opening_rows(self, records: Sequence[Mapping[str, Any]], batch: Changes) -> list[Row]:
-        """The open rows of the new versions `changes` found, as dicts."""
-        version, out = self.version, []
-        for index, digest, number in zip(batch.opened, batch.digests, batch.numbers, strict=True):
-            row = dict(records[index])
-            row[VALID_FROM] = row[version]
-            row[VALID_TO] = None
-            row[VERSION_HASH] = digest
-            row[SEQUENCE_COLUMN] = number
-            out.append(row)
-        return out
 
     def gone(self, keys: Iterable[Any], at: dt.datetime) -> list[Row]:
         """Rows closing, at `at`, the open versions of `keys`, found deleted by a complete scan."""
@@ -301,13 +284,16 @@ class StreamHistory:
         """No history table: this run starts it. Each version is written once at most (see
         `changes`), so the table is appended to, without dlt's merge; later runs merge."""
         self._exists, self._starting = False, True
-        if not self.hinted:
-            self.hints = {**self.hints, "write_disposition": "append"}
+        if not self.hinted:  # (without `dedup_sort`, which dlt only applies when merging)
+            columns = self.hints["columns"]
+            sequence = {k: v for k, v in columns[SEQUENCE_COLUMN].items() if k != "dedup_sort"}
+            columns = {**columns, SEQUENCE_COLUMN: sequence}
+            self.hints = {**self.hints, "write_disposition": "append", "columns": columns}
 
     def _merge_this_run(self) -> None:
         """A version is written twice in this run: dlt must merge (and dedupe) after all."""
         if self.hints["write_disposition"] == "append":
-            self.hints = {**self.hints, "write_disposition": self._merge}
+            self.hints = self._merged_hints
             self.hinted = False  # the next item carries the hints again
 
     def _in_schema(self, table: str) -> bool:

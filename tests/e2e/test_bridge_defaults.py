@@ -107,6 +107,28 @@ def test_pipeline_scoped_user_value_wins(tmp_path: Path, monkeypatch: pytest.Mon
     assert _global_config(create_pipeline(_options(tmp_path))) == {"threads": 1}
 
 
+def test_arrow_rows_only_where_dlt_adds_its_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow tables are handed to dlt only where they load as dicts would (with `_dlt_id` and
+    `_dlt_load_id`, normalized in this process): the bridge's pipelines unless the user turns
+    that off or normalizes in subprocesses; never a pipeline the bridge did not make."""
+    from analytics_dlt.arrow import arrow_matches_dicts
+
+    monkeypatch.chdir(tmp_path)
+    ours = create_pipeline(_options(tmp_path))
+    theirs = dlt.pipeline("their_own", destination="duckdb", pipelines_dir=str(tmp_path))
+    assert (arrow_matches_dicts(ours), arrow_matches_dicts(theirs)) == (True, False)
+    monkeypatch.setenv("TAP_ANALYTICS__NORMALIZE__WORKERS", "2")
+    assert arrow_matches_dicts(ours) is False
+    monkeypatch.delenv("TAP_ANALYTICS__NORMALIZE__WORKERS")
+    monkeypatch.setenv("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
+    assert arrow_matches_dicts(ours) is False
+    monkeypatch.setenv("THEIR_OWN__NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
+    monkeypatch.setenv("THEIR_OWN__NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+    assert arrow_matches_dicts(theirs) is True
+
+
 def test_extracted_files_are_not_compressed(tmp_path: Path) -> None:
     messages = singer_lines(APPS, *ROWS, state({"v": 1}))
     res = run_bridge(tmp_path, ["load"], messages, extra_env=FAIL_AT["normalize"])

@@ -107,6 +107,18 @@ def history_versions(workdir: Path, stream: str) -> Versions:
     return versions_from(stream, query(workdir, history_select(stream)))
 
 
+def versions_in(database: Path) -> Callable[[str], Versions]:
+    """A reader of each stream's `<stream>_history` in the DuckDB file `database` (for
+    `assert_history_is_the_fakes`)."""
+    import duckdb
+
+    def read(stream: str) -> Versions:
+        with duckdb.connect(str(database), read_only=True) as con:
+            return versions_from(stream, con.execute(history_select(stream)).fetchall())
+
+    return read
+
+
 def assert_history_is_the_fakes(
     where: Path | Callable[[str], Versions], rounds: Rounds, first: int = 0
 ) -> None:

@@ -752,3 +752,51 @@ def test_target_dlt_hard_deletes_set_with_meltano_config_set(project: MeltanoPro
         deletion_run(runner, "hard", "deletes: hard").check()
         assert_duckdb_equals_dump(project.root, all_dumps(api), **place)  # the deleted: gone
         assert marked_keys(project.root, **place) == {s.name: set() for s in STREAMS}
+
+
+# -- target-dlt's `history`; checked against what the fake served to each run (fake_api.rounds)
+
+
+def test_target_dlt_history_over_changes_and_deletions(project: MeltanoProject) -> None:
+    """`history: true` (a variable) through `meltano run`: a first run, an incremental run after
+    changes, a deletion run (FULL_TABLE, `deletes: soft`): each `<stream>_history` holds exactly
+    the versions the fake served, closed when the next one came or the record was found gone."""
+    from fake_api.rounds import Rounds
+    from tests.e2e.test_history import assert_history_is_the_fakes, versions_in
+
+    database = "output/history.duckdb"
+    place = {
+        "TARGET_DLT_HISTORY": "true",
+        "TARGET_DLT_DUCKDB_PATH": database,
+        "TARGET_DLT_PIPELINE_NAME": "history",
+    }
+    deletion_mode = {
+        "TARGET_DLT_DELETES": "soft",
+        "TAP_ANALYTICS__METADATA": FULL_TABLE,
+        "TAP_ANALYTICS_EMIT_ACTIVATE_VERSION_MESSAGES": "true",
+    }
+    with FakeAPI(DatasetConfig(seed=23)) as api:
+        runner = replace(project, api=api)
+        rounds = Rounds(api)
+
+        def run(label: str, deletions: bool = False) -> None:
+            with rounds.run(deletions=deletions):
+                runner.run(
+                    "run",
+                    "--state-id-suffix=history",
+                    "tap-analytics",
+                    "target-dlt",
+                    label=label,
+                    **place,
+                    **(deletion_mode if deletions else {}),
+                ).check()
+
+        run("history: first run")
+        api.mutate(share=0.2, seed=7)
+        run("history: incremental run after changes")
+        api.delete_records(share=0.15, seed=8)
+        run("history: deletion run", deletions=True)
+        assert_history_is_the_fakes(versions_in(project.root / database), rounds)
+        assert_duckdb_equals_dump(
+            project.root, all_dumps(api), live=True, database=database, dataset=DATASET
+        )

@@ -3,7 +3,9 @@
 dlt normalizes lists of dicts row by row in Python (type coercion, timestamp parsing, json
 serialization): ~2.5 s per 100,000 records, the largest part of a bridge run. Arrow tables skip
 that step: dlt writes them to parquet at extract and normalize only adds `_dlt_load_id` and
-`_dlt_id` (`normalize.parquet_normalizer.add_dlt_*`, defaults of `analytics_dlt.defaults`).
+`_dlt_id` (`normalize.parquet_normalizer.add_dlt_*`, defaults of `analytics_dlt.defaults`;
+`arrow_matches_dicts` says whether a pipeline has them). The bridge hands its batches this way,
+and both engines their history rows (`analytics_dlt.history`).
 
 The tables must come out identical to the dict path's, so a batch becomes an arrow table only
 when every value converts the way dlt's own normalizer would convert it:
@@ -32,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 import dlt
 
 from analytics_dlt.compat import dlt_json_dumps
+from analytics_dlt.defaults import default_for
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ArrowBatcher", "normalizes_in_subprocesses"]
+__all__ = ["ArrowBatcher", "arrow_matches_dicts"]
 
 _SUPPORTED = {"text", "bigint", "double", "bool", "json", "timestamp", "date"}
 _JSON_TYPES = (dict, list)
@@ -103,7 +106,7 @@ class ArrowBatcher:
         self._schema = pa.schema(fields)
         self._direct_schema = pa.schema(direct)
 
-    def to_arrow(self, rows: Sequence[dict[str, Any]]) -> pa.Table | None:
+    def to_arrow(self, rows: Sequence[Mapping[str, Any]]) -> pa.Table | None:
         """The batch as a table in column-hint order, or None: use the dict path for it."""
         if not self.enabled or not rows:
             return None
@@ -148,20 +151,36 @@ class ArrowBatcher:
         return pa.Table.from_arrays([arrays[f.name] for f in self._fields], schema=self._schema)
 
 
-def normalizes_in_subprocesses(pipeline: Any) -> bool:
-    """Whether the user set `normalize.workers` above 1 (dlt then normalizes in subprocesses).
+def arrow_matches_dicts(pipeline: Any) -> bool:
+    """Whether rows handed to `pipeline` as arrow tables load as the same rows handed as dicts.
 
-    Those only see dlt's own config sources, not the bridge's defaults, so arrow tables would
-    miss `_dlt_id` there: the loader then hands dicts only.
+    dlt adds `_dlt_load_id` and `_dlt_id` to arrow tables only when
+    `normalize.parquet_normalizer.add_dlt_load_id` and `add_dlt_id` are true (the defaults
+    `analytics_dlt.defaults` gives the pipelines it makes; dlt's own are false), and only in this
+    process: subprocesses (`normalize.workers` above 1) see dlt's config sources, not those
+    defaults. Otherwise an engine hands dicts only.
     """
-    for key in (f"{pipeline.pipeline_name}.normalize.workers", "normalize.workers"):
+    name = pipeline.pipeline_name
+    workers = _setting(name, "normalize.workers")
+    try:
+        if workers is not None and int(workers) > 1:
+            return False
+    except (TypeError, ValueError):
+        return False  # unparsable: dlt reports it in normalize
+    return all(
+        _setting(name, f"normalize.parquet_normalizer.{flag}") in (True, "true", "True")
+        for flag in ("add_dlt_load_id", "add_dlt_id")
+    )
+
+
+def _setting(pipeline_name: str, key: str) -> Any:
+    """A dlt setting as dlt resolves it for the pipeline: under its name first, then plain, then
+    the bridge's default for it (`analytics_dlt.defaults`)."""
+    for candidate in (f"{pipeline_name}.{key}", key):
         try:
-            value: Any = dlt.config.get(key)
-        except Exception:  # unparsable: dlt reports it in normalize
+            value: Any = dlt.config.get(candidate)
+        except Exception:  # unparsable: dlt reports it where it reads it
             continue
         if value is not None:
-            try:
-                return int(value) > 1
-            except (TypeError, ValueError):
-                return False
-    return False
+            return value
+    return default_for(pipeline_name, key)

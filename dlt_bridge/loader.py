@@ -25,6 +25,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from analytics_api.validate import RecordValidator, SchemaViolation
+from analytics_dlt.arrow import ArrowBatcher, arrow_matches_dicts
 from analytics_dlt.deletions import DeleteMode, with_deleted_at
 from analytics_dlt.hints import (
     MAX_TABLE_NESTING,
@@ -42,7 +43,6 @@ from analytics_dlt.pipeline import (
     schema_hash,
     source_name_for,
 )
-from analytics_dlt.arrow import ArrowBatcher, arrow_matches_dicts
 from dlt_bridge.deletes import DeletionTracker
 from dlt_bridge.messages import (
     ActivateVersionMessage,

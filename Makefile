@@ -92,4 +92,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .meltano output demo-out bench-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .venv-compat .meltano output demo-out bench-out .pytest_cache .mypy_cache .ruff_cache

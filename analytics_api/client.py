@@ -1,7 +1,8 @@
 """The HTTP client of the contract, used by both engines: auth, retries, safe errors, paging.
 
 * The key goes in `Authorization: Bearer ...` to `base_url` only: redirects are never followed.
-* Retries follow `analytics_api.retry`; a 429 pauses every thread of the run.
+* Retries follow `analytics_api.retry`; a 429 pauses every thread of the run; a TLS certificate
+  that fails verification is not retried.
 * At most `max_concurrency` requests are in flight at once, whichever thread sends them.
 * Each body is parsed once (msgspec) into a `Page`; the cursor rule is `analytics_api.paging`.
 * Messages name the stream and path, say what to do, and never carry the key or a whole body.
@@ -15,6 +16,7 @@ import http.client
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -153,6 +155,8 @@ class ApiClient:
                     return self._attempt(where, path, query, child)
             except _RETRYABLE as exc:
                 reason, advice = _describe(exc, self.settings.api_key, policy.timeout, self._base)
+                if _untrusted_certificate(exc):  # the same certificate every time: no retry
+                    raise AnalyticsAPIError(f"{where}: {reason}. {advice}") from None
                 if attempt == policy.max_retries:
                     raise RetryBudgetExhaustedError(
                         f"{where}: giving up after {policy.max_retries} retries; last failure: "
@@ -380,6 +384,13 @@ def _describe(exc: Exception, secret: str, timeout: float, base_url: str) -> tup
     else:
         reason = f"connection failed ({excerpt(str(causes[-1]), secret, 120)})"
     return reason, f"The API or a proxy on the way dropped it; {_LATER}, or raise `max_retries`."
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """The server's TLS certificate failed verification (not a transient failure)."""
+    return isinstance(exc, requests.exceptions.SSLError) and any(
+        isinstance(c, ssl.SSLCertVerificationError) for c in _causes(exc)
+    )
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -129,3 +129,13 @@ def postgres() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def untrusted_tls_server() -> Iterator[Any]:
+    """An HTTPS server on 127.0.0.1 whose certificate fails every client's verification
+    (`tests.tls_server.UntrustedTLSServer`: `.url`, `.connections`)."""
+    from tests.tls_server import UntrustedTLSServer
+
+    with UntrustedTLSServer() as server:
+        yield server

@@ -93,16 +93,19 @@ def api_key_absent(result: Any, key: str) -> bool:
         ("wrong key", "401"),
         ("closed port", "refused"),
         ("unresolvable host", "resolve"),
+        ("untrusted certificate", "tls failure"),
     ],
 )
 def test_a_failing_tap_ends_in_one_line_naming_the_cause(
-    fake_api: Any, tmp_path: Path, case: str, cause: str
+    fake_api: Any, tmp_path: Path, case: str, cause: str, request: pytest.FixtureRequest
 ) -> None:
     config = {"api_key": fake_api.token, "base_url": fake_api.url, **FAST_RETRIES}
     if case == "wrong key":
         config["api_key"] = "sk_wrong_" + "x" * 20
     elif case == "closed port":
         config["base_url"] = f"http://127.0.0.1:{_closed_port()}"
+    elif case == "untrusted certificate":
+        config["base_url"] = request.getfixturevalue("untrusted_tls_server").url
     else:
         config["base_url"] = "http://api.analytics-test.invalid"
     path = tmp_path / "tap-config.json"
@@ -123,15 +126,20 @@ def test_an_unwritable_destination_fails_with_exit_1(fake_api: Any, tmp_path: Pa
     assert "loaded into" not in result.stderr
 
 
-@pytest.mark.parametrize(("case", "cause"), [("wrong key", "401"), ("closed port", "refused")])
+@pytest.mark.parametrize(
+    ("case", "cause"),
+    [("wrong key", "401"), ("closed port", "refused"), ("untrusted certificate", "tls failure")],
+)
 def test_native_failures_are_short_and_name_the_cause(
-    fake_api: Any, tmp_path: Path, case: str, cause: str
+    fake_api: Any, tmp_path: Path, case: str, cause: str, request: pytest.FixtureRequest
 ) -> None:
     key, url = fake_api.token, fake_api.url
     if case == "wrong key":
         key = "sk_wrong_" + "x" * 20
-    else:
+    elif case == "closed port":
         url = f"http://127.0.0.1:{_closed_port()}"
+    else:
+        url = request.getfixturevalue("untrusted_tls_server").url
     env = {"SOURCES__ANALYTICS__API_KEY": key}
     args = ["native", "--base-url", url, "--max-retries", "1", "--backoff-factor", "0.01"]
     result = _bridge(tmp_path, *args, env=env)

@@ -1,7 +1,8 @@
 """`tap-analytics` as users run it, failing: a few lines that name the cause, never a traceback.
 
 Each case is a real process against a real failure: the fake API answering 401 or 403 or 503,
-a closed port on 127.0.0.1, a host under `.invalid` (which never resolves), a config file that
+a closed port on 127.0.0.1, a host under `.invalid` (which never resolves), an HTTPS server
+whose certificate no client trusts, a config file that
 is missing, not a file, or not JSON, an invalid setting. At the default level the run exits
 non-zero and its stderr holds, besides Singer's METRIC lines and one line per retry, at most
 three lines, the last naming the cause; `TAP_ANALYTICS_LOGLEVEL=DEBUG` adds the traceback.
@@ -153,6 +154,15 @@ def test_host_that_does_not_resolve(tmp_path: Path) -> None:
     config = {"api_key": "sk_test", "base_url": "https://api.example.invalid", "max_retries": 0}
     run = run_tap(config, tmp_path)
     assert_short_failure(run, "cannot resolve host api.example.invalid", "base_url")
+
+
+def test_an_untrusted_certificate_fails_at_once(untrusted_tls_server: Any, tmp_path: Path) -> None:
+    """Not retried: the same certificate would come back (default retries and waits)."""
+    config = {"api_key": "sk_test", "base_url": untrusted_tls_server.url}
+    run = run_tap(config, tmp_path)
+    assert_short_failure(run, "TLS failure with 127.0.0.1", "certificate", "REQUESTS_CA_BUNDLE")
+    assert "Retrying stream '" not in run.stderr
+    assert untrusted_tls_server.connections == 1
 
 
 def test_api_down_beyond_the_retries(fake_api_factory: Any, tmp_path: Path) -> None:

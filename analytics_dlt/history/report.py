@@ -52,10 +52,12 @@ class HistoryCounts:
     """Batches an engine handed over (the native source's step counts them)."""
 
     def report(self, logger: logging.Logger, name: str, version: str) -> None:
-        """One INFO line of counts; a WARNING for each kind of unexpected record."""
+        """One line of counts (INFO on the run that starts history, else DEBUG: the run's
+        summary counts each history table's rows); a WARNING for each kind of unexpected record."""
         c = self
         if c.opened or c.closed or c.gone or c.started:
-            logger.info(
+            logger.log(
+                logging.INFO if c.started else logging.DEBUG,
                 "stream %r history: %d new version(s), %d closed by a newer one, %d closed as"
                 " deleted%s",
                 name,

@@ -168,6 +168,10 @@ def test_the_report_counts_and_names_a_few_keys(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.INFO, logger="test_history_report"):
         HistoryCounts(unchanged=10).report(logger, "endpoints", "updatedAt")
     assert not caplog.records  # nothing new: nothing said
+    with caplog.at_level(logging.DEBUG, logger="test_history_report"):
+        HistoryCounts(opened=3, closed=2).report(logger, "endpoints", "updatedAt")
+    # a run that does not start history: its counts are in the run's summary, not at INFO
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
 
 
 def _target_dlt() -> Any:

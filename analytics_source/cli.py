@@ -54,18 +54,18 @@ class NativeRunSummary:
     dataset_name: str = ""
     location: str = ""
 
-    @property
-    def rows_per_second(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else 0.0
-
     def lines(self) -> list[str]:
-        where = self.destination + (f" at {self.location}" if self.location else "")
-        ids = ", ".join(self.load_ids) or "none"
-        out = [f"loaded to {where}, dataset {self.dataset_name!r}, load id(s) {ids}"]
+        """The run's summary, worded as `dlt-bridge run`'s (`dlt_bridge.summary`)."""
+        where = self.destination + (f" file {self.location}" if self.location else "")
+        if self.load_ids:
+            ids = ", ".join(self.load_ids)
+            out = [f"loaded into {where}, dataset {self.dataset_name}, load {ids}"]
+        else:
+            out = [f"nothing new to load into {where}, dataset {self.dataset_name}"]
         width = max((len(t) for t in self.rows_by_table), default=0)
         out.extend(f"  {t:<{width}}  {n:>10,} rows" for t, n in sorted(self.rows_by_table.items()))
-        rate = f"{self.rows_per_second:,.0f} rec/s"
-        out.append(f"{self.records:,} records in {self.seconds:.1f} s ({rate})")
+        state = "state committed" if self.load_ids else "state unchanged"
+        out.append(f"{self.records:,} records in {self.seconds:.1f} s; {state}")
         return out
 
 

@@ -46,7 +46,7 @@ def test_native_command_loads_everything_then_only_changes(
     api: FakeAPI,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SOURCES__ANALYTICS__API_KEY", api.token)
@@ -69,6 +69,13 @@ def test_native_command_loads_everything_then_only_changes(
     assert run_native(parse(*argv)) == 0
     assert counts(database) == {s.name: len(api.dump(s.name)) for s in STREAMS}
     assert api.stats()["by_template"]["/v1/app/{app_id}/endpoint"] == 12
+
+    with caplog.at_level(logging.INFO, logger="dlt_bridge"):  # nothing changed upstream
+        assert run_native(parse(*argv)) == 0
+    said = [r.getMessage() for r in caplog.records if r.name == "dlt_bridge"]
+    assert any(line.startswith("nothing new to load into duckdb") for line in said), said
+    assert not any(line.startswith("loaded") for line in said), said
+    assert said[-1].endswith("state unchanged"), said
 
 
 def test_native_command_reports_a_bad_key_without_leaking_it(

@@ -28,6 +28,7 @@ from analytics_api.errors import (
     RetryBudgetExhaustedError,
 )
 from analytics_api.limits import MAX_PAGE_SIZE
+from analytics_api.redact import MASK
 from analytics_api.streams import STREAMS, STREAMS_BY_NAME, child_path
 from analytics_api.timestamps import canonical, canonical_from_datetime
 from fake_api import FakeAPI
@@ -174,6 +175,19 @@ def test_limit_is_the_configured_page_size(
     assert limits == {str(page_size or MAX_PAGE_SIZE)}
 
 
+def test_event_types_ask_for_archived_ones(api: ScriptedServer, run_engine: Runner) -> None:
+    """The API hides archived event types unless asked; every page asks (the stream's params)."""
+    event_types = STREAMS_BY_NAME["event_types"]
+    records = [record_for("event_types", i, archived=i == 1) for i in range(3)]
+    api.pages(event_types.path, records, key="uuid")
+    outcome = run_engine(api.url, ["event_types"], page_size=2)
+    assert outcome.ok, outcome.error
+    assert ids(outcome, "event_types") == [r["uuid"] for r in records]
+    sent = api.requests_to(event_types.path)
+    assert len(sent) == 2
+    assert all(r.query.get("include_archived") == "true" for r in sent), [r.query for r in sent]
+
+
 @pytest.mark.parametrize("page_size", [MAX_PAGE_SIZE + 1, 1000, 0])
 def test_page_size_outside_the_api_limit_is_refused_before_any_request(
     api: ScriptedServer, run_engine: Runner, page_size: int
@@ -308,16 +322,28 @@ def test_unusable_or_past_retry_after(
     assert sleeps == ([2.0] if header == "soon" else [0.0])
 
 
-@pytest.mark.parametrize("failure", ["reset", "read-timeout"])
+CONNECTION_FAILURES = {
+    "reset": [Reply(drop=True)] * 3,
+    "read-timeout": [Reply(stall=True)] * 3,
+    # one budget and one schedule whatever failed: 2, 4, 8 s across the three kinds
+    "mixed": [
+        Reply(drop=True),
+        Reply(200, b'{"data": [{"id": "app_002", "upd'),
+        Reply(stall=True),
+    ],
+}
+
+
+@pytest.mark.parametrize("failure", list(CONNECTION_FAILURES))
 def test_connection_failure_is_retried(
     api: ScriptedServer, run_engine: Runner, sleeps: list[float], failure: str
 ) -> None:
     """A connection closed before any answer, or no answer within `request_timeout`, is
-    retried like a 503: three times, then the page; nothing lost or repeated."""
-    broken = Reply(drop=True) if failure == "reset" else Reply(stall=True)
+    retried like a 503: three times, then the page; nothing lost or repeated. A body cut
+    short counts against the same budget and schedule."""
     records = [app(i) for i in range(4)]
     second_page = lambda r: r.query.get("iterator") == "app_001"  # noqa: E731
-    api.route(APPS, failing_first(paged(records), [broken] * 3, when=second_page))
+    api.route(APPS, failing_first(paged(records), CONNECTION_FAILURES[failure], when=second_page))
     outcome = run_engine(api.url, ["applications"], page_size=2, request_timeout=0.2)
     assert outcome.ok, outcome.error
     assert ids(outcome) == [r["id"] for r in records]
@@ -385,7 +411,7 @@ def test_a_429_pauses_every_request_that_follows(
         assert waited and 0 < waited[0] <= 300, f"{outcome.engine}: {url} sent without a pause"
 
 
-@pytest.mark.parametrize("status", [400, 409])
+@pytest.mark.parametrize("status", [400, 409, 501])
 def test_non_retryable_status_fails_at_once(
     api: ScriptedServer, run_engine: Runner, sleeps: list[float], status: int
 ) -> None:
@@ -402,7 +428,11 @@ def test_non_retryable_status_fails_at_once(
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirect_is_never_followed(
-    api: ScriptedServer, elsewhere: ScriptedServer, run_engine: Runner, status: int
+    api: ScriptedServer,
+    elsewhere: ScriptedServer,
+    run_engine: Runner,
+    sleeps: list[float],
+    status: int,
 ) -> None:
     elsewhere.pages(APPS, [app(0)])
     api.script(APPS, Reply(status, b"", {"Location": f"{elsewhere.url}{APPS}?limit=250"}))
@@ -411,7 +441,24 @@ def test_redirect_is_never_followed(
     assert "redirect" in message.lower()
     assert elsewhere.requests == []  # not contacted at all, so no Authorization header there
     assert len(api.requests_to(APPS)) == 1
+    assert sleeps == []
     assert outcome.records.get("applications", []) == []
+
+
+def test_redirect_on_a_child_path_fails_the_run(
+    api: ScriptedServer, elsewhere: ScriptedServer, run_engine: Runner, sleeps: list[float]
+) -> None:
+    """Under a parent too: refused at once, not skipped like a 404, the target never asked."""
+    api.pages(APPS, [app(0)])
+    path = child_path(STREAMS_BY_NAME["endpoints"].path, app_id="app_000")
+    elsewhere.pages(path, [record_for("endpoints", 0)])
+    api.script(path, Reply(302, b"", {"Location": f"{elsewhere.url}{path}"}))
+    outcome = run_engine(api.url, ["endpoints"])
+    assert_failed(outcome, RedirectRefusedError, "endpoints", path, "302")
+    assert elsewhere.requests == []
+    assert len(api.requests_to(path)) == 1
+    assert sleeps == []
+    assert outcome.records.get("endpoints", []) == []
 
 
 # -- statuses with a hint ----------------------------------------------------------------------
@@ -476,7 +523,9 @@ def test_404_on_a_child_path_skips_that_parent_only(
     assert ids(outcome, child) == sorted(expected)
     by_parent = {r[definition.parent_key or ""] for r in outcome.records[child]}
     assert by_parent == {parent_ids[0], parent_ids[2]}
-    assert outcome.warnings_mentioning(parent_ids[1]), "the skipped parent is not reported"
+    gone = child_path(definition.path, **{definition.parent_key or "": parent_ids[1]})
+    assert len(api.requests_to(gone)) == 1  # a 404 is an answer: not retried
+    assert len(outcome.warnings_mentioning(parent_ids[1])) == 1, "the skipped parent: one warning"
     for sibling in siblings:  # the 404 skips that one list, not the parent's other children
         assert len(outcome.records[sibling.name]) == len(parents), sibling.name
 
@@ -579,11 +628,12 @@ def test_unparsable_2xx_body_once_then_good_page(
         ({"items": [app(0)], "iterator": "app_000", "done": True}, "data"),
         ({"data": [app(0)], "iterator": "app_000"}, "done"),
         ({"data": app(0), "iterator": "app_000", "done": True}, "data"),
+        ([app(0)], "data"),
     ],
-    ids=["without-data", "without-done", "data-not-a-list"],
+    ids=["without-data", "without-done", "data-not-a-list", "bare-list"],
 )
 def test_json_body_without_the_envelope_names_the_path(
-    api: ScriptedServer, run_engine: Runner, body: dict[str, Any], missing: str
+    api: ScriptedServer, run_engine: Runner, body: Any, missing: str
 ) -> None:
     api.script(APPS, Reply(200, body))
     outcome = run_engine(api.url, ["applications"])
@@ -601,6 +651,11 @@ def _echoing_scripts(elsewhere_url: str) -> dict[str, list[Reply]]:
     return {
         "400-detail": [error(400, "bad_request", detail)],
         "401-detail": [error(401, "authentication_failed", detail)],
+        "retried-html-then-401": [
+            Reply(500, html),
+            Reply(200, html),
+            error(401, "authentication_failed", detail),
+        ],
         "422-detail": [
             error(422, "validation", [{"loc": ["header", API_KEY], "msg": detail, "type": "x"}])
         ],
@@ -638,6 +693,11 @@ def test_api_key_echoed_by_the_server_never_appears(
         assert ids(outcome) == ["app_000"]
     else:
         assert not outcome.ok
+    if scenario in ("401-detail", "retried-html-then-401"):
+        # the server's detail still reaches the user, with the key masked
+        assert_failed(outcome, AuthenticationError, f"invalid token {MASK} for this org")
+    if scenario == "retried-html-then-401":
+        assert len(api.requests_to(APPS)) == 3  # the 500 and the HTML page were retried
 
 
 @pytest.mark.parametrize("suffix", ["\n", " ", "\u00e9"], ids=["newline", "space", "non-ascii"])
@@ -656,9 +716,11 @@ def test_unusable_api_key_is_refused_without_quoting_it(
 
 def test_api_key_not_in_a_successful_run(api: ScriptedServer, run_engine: Runner) -> None:
     api.pages(APPS, [app(i) for i in range(3)])
-    outcome = run_engine(api.url, ["applications"])
+    outcome = run_engine(api.url, ["applications"], page_size=2)
     assert outcome.ok, outcome.error
-    assert api.requests_to(APPS)[0].headers.get("authorization") == f"Bearer {API_KEY}"
+    sent = api.requests_to(APPS)
+    assert len(sent) == 2
+    assert all(r.headers.get("authorization") == f"Bearer {API_KEY}" for r in sent)
     assert_no_key(outcome)
 
 
@@ -840,9 +902,16 @@ def test_fields_outside_the_schema_are_dropped_with_one_warning_each(
             assert all(name not in r for r in outcome.records[stream]), (stream, name)
             assert name not in outcome.columns[stream], (stream, name)
             assert _snake(name) not in outcome.columns[stream], (stream, name)
-    # one warning per stream and field, however many records and pages carry it
+    # one warning per stream and field, however many records and pages carry it, naming both
     assert len(outcome.warnings_mentioning("throttleRate")) == 2
     assert len(outcome.warnings_mentioning("legacyFlag")) == 1
+    for stream, name in [
+        ("applications", "throttleRate"),
+        ("endpoints", "throttleRate"),
+        ("applications", "legacyFlag"),
+    ]:
+        named = [r for r in outcome.warnings_mentioning(name) if stream in r.getMessage()]
+        assert len(named) == 1, (stream, name)
 
 
 def _snake(name: str) -> str:

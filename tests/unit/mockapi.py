@@ -103,9 +103,7 @@ class MockAPI:
     """Serves lists of records per path; records what was requested."""
 
     mocker: requests_mock.Mocker
-    page_size: int = 250
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    overrides: dict[tuple[str, str | None], Any] = field(default_factory=dict)
 
     def serve(self, path: str, records: list[dict[str, Any]], key: str = "id") -> None:
         self.lists[path] = records
@@ -113,10 +111,6 @@ class MockAPI:
 
     def _callback(self, path: str, key: str) -> Any:
         def respond(request: Any, context: Any) -> Any:
-            cursor = parse_qs(urlsplit(request.url).query).get("iterator", [None])[0]
-            if (path, cursor) in self.overrides:
-                override = self.overrides[(path, cursor)]
-                return override(request, context) if callable(override) else override
             return Pages(self.lists[path], key)(request, context)
 
         return respond
@@ -131,9 +125,9 @@ class MockAPI:
 
 
 @contextlib.contextmanager
-def mock_api(page_size: int = 250) -> Iterator[MockAPI]:
+def mock_api() -> Iterator[MockAPI]:
     with requests_mock.Mocker() as mocker:
-        yield MockAPI(mocker, page_size)
+        yield MockAPI(mocker)
 
 
 def serve_everything(api: MockAPI, apps: int = 3, per_app: int = 4, sources: int = 2) -> None:
@@ -174,22 +168,6 @@ def run_tap(cfg: dict[str, Any], state: dict | None = None, catalog: dict | None
         stdout.flush()
         sys.stdout = old
     return parse_tap_output(buffer.getvalue().decode())
-
-
-def stream_path(name: str, **params: str) -> str:
-    return STREAMS_BY_NAME[name].path.format(**params)
-
-
-EMPTY_PAGE: dict[str, Any] = {"data": [], "iterator": None, "prevIterator": None, "done": True}
-
-
-def serve_empty_children(api: MockAPI) -> None:
-    """Any child path answers an empty list (for tests about the parent's pages)."""
-    import re
-
-    api.mocker.get(
-        re.compile(re.escape(BASE_URL) + r"/v1/app/[^/]+/(endpoint|integration)"), json=EMPTY_PAGE
-    )
 
 
 def serve_empty_other_lists(api: MockAPI) -> None:

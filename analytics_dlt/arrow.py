@@ -4,8 +4,9 @@ dlt normalizes lists of dicts row by row in Python (type coercion, timestamp par
 serialization): ~2.5 s per 100,000 records, the largest part of a bridge run. Arrow tables skip
 that step: dlt writes them to parquet at extract and normalize only adds `_dlt_load_id` and
 `_dlt_id` (`normalize.parquet_normalizer.add_dlt_*`, defaults of `analytics_dlt.defaults`;
-`arrow_matches_dicts` says whether a pipeline has them). The bridge hands its batches this way,
-and both engines their history rows (`analytics_dlt.history`).
+`arrow_matches_dicts` says whether a pipeline has them). Both engines hand their batches this way
+(the bridge as they come, the native source after dlt's incremental filter), and their history
+rows (`analytics_dlt.history`).
 
 The tables must come out identical to the dict path's, so a batch becomes an arrow table only
 when every value converts the way dlt's own normalizer would convert it:

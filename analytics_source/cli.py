@@ -260,7 +260,7 @@ def _run_guarded(
     api_key: str,
     options: dict[str, Any],
 ) -> int:
-    from analytics_dlt.pipeline import create_pipeline, where_it_loads
+    from analytics_dlt.pipeline import create_pipeline, one_connection, where_it_loads
 
     selected = [s.strip() for s in (args.streams or "").split(",") if s.strip()]
     try:
@@ -280,12 +280,13 @@ def _run_guarded(
     if selected:
         source = source.with_resources(*selected)
     try:
-        summary = load_native(
-            pipeline,
-            source,
-            loader_file_format=bridge_options.loader_file_format,
-            on_pending=args.on_pending,
-        )
+        with one_connection(pipeline, bridge_options) as held:  # as `dlt-bridge run` loads
+            summary = load_native(
+                held,
+                source,
+                loader_file_format=bridge_options.loader_file_format,
+                on_pending=args.on_pending,
+            )
     except MixedEnginesError as exc:
         log.error("%s", exc)
         return 2

@@ -11,7 +11,10 @@ the same as the Singer tap's. Each stream becomes a plain `dlt.resource`:
   child's incremental is a plain resource's, bound once per run: a `dlt.transformer` would see
   only the parents that passed the parent's incremental, and bind its own once per parent page;
 * records are checked (keys, JSON schema), trimmed to the schema, numbered (`_sdc_sequence`)
-  and handed to dlt in lists of a few thousand rows;
+  and handed to dlt in lists of a few thousand rows; after dlt's incremental filter a step
+  (`after_filter`) turns each list into an arrow table where it loads the same
+  (`arrow_batcher`: parquet load files, dlt adding its own columns, as `dlt-bridge native` has
+  it), which spares dlt's row-by-row normalize, and adds the history rows;
 * `dlt.sources.incremental` on the replication key, compared as instants (`latest_timestamp`):
   the API cannot filter by it, so every run reads everything and dlt keeps what is new. After a
   complete scan the bookmark is capped at the run's start, as the tap's is, so a record that
@@ -229,11 +232,13 @@ def stream_resource(
     )
 
     trackers: list[StreamHistory] = []  # this run's, made when it starts (needs the pipeline)
-    batchers: list[ArrowBatcher | None] = [None]  # its history rows as arrow tables, if it may
+    batchers: list[ArrowBatcher | None] = [None]  # its batches as arrow tables, if they may
+    steps: list[int] = []  # batches seen this run
     end_of_scan: list[Row] = []
 
     def rows() -> Iterator[Any]:
         started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
+        steps.clear()  # a new run (of this resource object): `after_filter` sets up again
         if history:
             pipeline = dlt.current.pipeline()
             if problem := merge_problem(pipeline):
@@ -290,31 +295,39 @@ def stream_resource(
                 yield trackers[0].item(closed)
             yield end_of_scan
 
-    def history_step(items: Any, meta: Any) -> Iterator[Any]:
-        tracker = trackers[0]
-        if not tracker.counts.steps:  # the resource dlt extracts has this run's file format
+    def after_filter(items: Any, meta: Any) -> Iterator[Any]:
+        """After dlt's incremental filter: a batch of records as an arrow table where it may be
+        (`arrow_batcher`), followed, with history, by its history rows."""
+        tracker = trackers[0] if history else None
+        if not steps:  # the resource dlt extracts has this run's file format
             extracting = dlt.current.source().resources[definition.name]
-            without_resource_columns(extracting, definition.name)
-            batchers[:] = [history_batcher(extracting, tracker.pipeline, hints["columns"])]
-        tracker.counts.steps += 1
+            if history:
+                without_resource_columns(extracting, definition.name)
+            pipeline = tracker.pipeline if tracker is not None else dlt.current.pipeline()
+            batchers[:] = [arrow_batcher(extracting, pipeline, hints["columns"])]
+        steps.append(1)
         if items is end_of_scan:
+            assert tracker is not None
             return iter([tracker.item(done)] if (done := tracker.finish()) else [])
         records = meta is None and items and DELETED_AT_COLUMN not in items[0]  # not marks
-        if records:
-            return iter([items, *batch_items(tracker, items, batcher=batchers[0])])
-        return iter([items])
+        if not records:
+            return iter([items])
+        table = batchers[0].to_arrow(items) if batchers[0] is not None else None
+        converted = items if table is None else table
+        if tracker is None:
+            return iter([converted])
+        return iter([converted, *batch_items(tracker, items, table)])
 
     rows.__name__ = rows.__qualname__ = definition.name
     incremental = stream_incremental(definition, initial_value) if deletes == "off" else None
     resource = dlt.resource(  # type: ignore[call-overload]
         rows, name=definition.name, incremental=incremental, **hints
     )
-    if history:
-        add_step_after_incremental(resource, history_step)
+    add_step_after_incremental(resource, after_filter)
     return resource  # type: ignore[no-any-return]
 
 
-def history_batcher(
+def arrow_batcher(
     resource: DltResource, pipeline: dlt.Pipeline, columns: Any
 ) -> ArrowBatcher | None:
     """A converter of `resource`'s records (`columns`: its column hints) to arrow tables for its

@@ -1,11 +1,12 @@
-"""The native source's history rows load the same history tables as arrow tables or as dicts.
+"""The native source loads the same tables from arrow tables as from dicts.
 
 `dlt-bridge native` (a pipeline made by `create_pipeline`: parquet load files, dlt's columns added
-to arrow tables) hands dlt the history rows as arrow tables, which skip dlt's row-by-row
-normalize; a user's own `dlt.pipeline(...)` hands them as dicts (dlt adds `_dlt_id` to arrow
-tables only when told to: `analytics_dlt.arrow.arrow_matches_dicts`). Over rounds of changes and
-a deletion round, both hold exactly the fake's versions (`fake_api.rounds`), with the same
-columns and types. Run in this process, against the fake in a thread.
+to arrow tables) hands dlt its records and history rows as arrow tables, which skip dlt's
+row-by-row normalize; a user's own `dlt.pipeline(...)` hands them as dicts (dlt adds `_dlt_id` to
+arrow tables only when told to: `analytics_dlt.arrow.arrow_matches_dicts`). Over rounds of
+changes and a deletion round, with history on, both give every table the same columns, types and
+rows, and every history table exactly the fake's versions (`fake_api.rounds`). Run in this
+process, against the fake in a thread.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def run(pipeline: dlt.Pipeline, api: FakeAPI, deletes: str = "off") -> None:
         pipeline.run(source, loader_file_format="parquet")
 
 
-def history_items_as_parquet(pipeline: dlt.Pipeline) -> dict[str, bool]:
-    """Per history table extracted in the last run: whether dlt wrote its items to parquet files
-    (arrow tables) rather than jsonl (dicts)."""
+def parquet_items(pipeline: dlt.Pipeline) -> dict[str, bool]:
+    """Per table extracted in the last run: whether dlt wrote any of its items to a parquet file
+    (an arrow table) rather than only jsonl (dicts)."""
     info = pipeline.last_trace.last_extract_info
     assert info is not None
     out: dict[str, bool] = {}
@@ -68,25 +69,45 @@ def history_items_as_parquet(pipeline: dlt.Pipeline) -> dict[str, bool]:
         for step in metrics:
             for job_id in step["job_metrics"]:
                 table, *parts = job_id.split(".")
-                if table.endswith("_history"):
-                    out[table] = out.get(table, True) and "parquet" in parts
+                if not table.startswith("_dlt"):
+                    out[table] = out.get(table, False) or "parquet" in parts
     return out
 
 
-def column_types(database: Path) -> dict[str, list[tuple[str, str]]]:
-    """Per stream: its history table's columns and types, in order."""
+def tables_of(database: Path) -> dict[str, tuple[list[tuple[str, str]], list[tuple[object, ...]]]]:
+    """Every table of the dataset: its columns and types, and its rows (sorted, without the
+    values dlt and the run number: `_dlt_load_id`, `_dlt_id`, `_sdc_sequence`; the times a
+    deletion run sets, its own start, only as set or not: `assert_history_is_the_fakes` checks
+    them against the run's window)."""
+    skip = {"_dlt_load_id", "_dlt_id", "_sdc_sequence"}
+    run_times = {"_sdc_deleted_at", "_valid_to"}
+    out = {}
     with duckdb.connect(str(database), read_only=True) as db:
-        return {
-            name: db.execute(
+        names = [
+            r[0]
+            for r in db.execute(
+                "select table_name from information_schema.tables where table_schema = ?"
+                " and table_name not like '_dlt%'",
+                [DATASET],
+            ).fetchall()
+        ]
+        for name in names:
+            columns = db.execute(
                 "select column_name, data_type from information_schema.columns"
                 " where table_schema = ? and table_name = ? order by ordinal_position",
-                [DATASET, f"{name}_history"],
+                [DATASET, name],
             ).fetchall()
-            for name in NAMES
-        }
+            kept = ", ".join(
+                f'"{c}" is null' if c in run_times else f'"{c}"'
+                for c, _ in columns
+                if c not in skip
+            )
+            rows = db.execute(f'select {kept} from {DATASET}."{name}"').fetchall()
+            out[name] = (columns, sorted(rows, key=repr))
+    return out
 
 
-def test_arrow_and_dict_history_rows_load_the_same_versions(
+def test_arrow_and_dicts_load_the_same_tables_and_versions(
     fake_api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -102,14 +123,16 @@ def test_arrow_and_dict_history_rows_load_the_same_versions(
         with rounds.run(deletions=deletes != "off"):
             for pipeline in pipelines:
                 run(pipeline, api, deletes)
-        arrow, dicts = (history_items_as_parquet(p) for p in pipelines)
+        arrow, dicts = (parquet_items(p) for p in pipelines)
         assert set(arrow) == set(dicts) and arrow, (arrow, dicts)
         assert not any(dicts.values()), dicts
-        if deletes == "off":  # new versions; a deletion run's closing rows go as dicts
-            assert all(arrow.values()), arrow
+        assert all(arrow[name] for name in NAMES if name in arrow), arrow  # records: arrow
         databases = [tmp_path / f"{p.pipeline_name}.duckdb" for p in pipelines]
-        arrow_columns, dict_columns = (column_types(d) for d in databases)
-        assert arrow_columns == dict_columns
-        assert all(("_dlt_id", "VARCHAR") in c for c in arrow_columns.values()), arrow_columns
+        from_arrow, from_dicts = (tables_of(d) for d in databases)
+        assert from_arrow.keys() == from_dicts.keys() == {*NAMES, *(f"{n}_history" for n in NAMES)}
+        for name in from_arrow:
+            assert from_arrow[name][0] == from_dicts[name][0], name  # columns and types
+            assert from_arrow[name][1] == from_dicts[name][1], name  # rows
+            assert ("_dlt_id", "VARCHAR") in from_arrow[name][0], name
         for database in databases:
             assert_history_is_the_fakes(versions_in(database), rounds)

@@ -70,6 +70,7 @@ def test_native_command_loads_everything_then_only_changes(
     assert counts(database) == {s.name: len(api.dump(s.name)) for s in STREAMS}
     assert api.stats()["by_template"]["/v1/app/{app_id}/endpoint"] == 12
 
+    caplog.clear()  # (the runs before may have been recorded: another test set the level)
     with caplog.at_level(logging.INFO, logger="dlt_bridge"):  # nothing changed upstream
         assert run_native(parse(*argv)) == 0
     said = [r.getMessage() for r in caplog.records if r.name == "dlt_bridge"]

@@ -232,13 +232,12 @@ def stream_resource(
     )
 
     trackers: list[StreamHistory] = []  # this run's, made when it starts (needs the pipeline)
-    batchers: list[ArrowBatcher | None] = [None]  # its batches as arrow tables, if they may
-    steps: list[int] = []  # batches seen this run
+    batchers: list[ArrowBatcher | None] = []  # this run's converter (None: dicts), set by the step
     end_of_scan: list[Row] = []
 
     def rows() -> Iterator[Any]:
         started = canonical_from_datetime(dt.datetime.now(dt.timezone.utc))
-        steps.clear()  # a new run (of this resource object): `after_filter` sets up again
+        batchers.clear()  # a new run (of this resource object): `after_filter` sets up again
         if history:
             pipeline = dlt.current.pipeline()
             if problem := merge_problem(pipeline):
@@ -299,13 +298,12 @@ def stream_resource(
         """After dlt's incremental filter: a batch of records as an arrow table where it may be
         (`arrow_batcher`), followed, with history, by its history rows."""
         tracker = trackers[0] if history else None
-        if not steps:  # the resource dlt extracts has this run's file format
+        if not batchers:  # the resource dlt extracts has this run's file format
             extracting = dlt.current.source().resources[definition.name]
             if history:
                 without_resource_columns(extracting, definition.name)
             pipeline = tracker.pipeline if tracker is not None else dlt.current.pipeline()
-            batchers[:] = [arrow_batcher(extracting, pipeline, hints["columns"])]
-        steps.append(1)
+            batchers.append(arrow_batcher(extracting, pipeline, hints["columns"]))
         if items is end_of_scan:
             assert tracker is not None
             return iter([tracker.item(done)] if (done := tracker.finish()) else [])

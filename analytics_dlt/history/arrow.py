@@ -1,9 +1,8 @@
 """History rows as pyarrow tables: dlt writes them as parquet without normalizing dicts row by
 row (where `analytics_dlt.arrow.arrow_matches_dicts` allows it).
 
-* `opening_table`: the open rows of new versions, from an arrow table of their records (the
-  bridge's batch as it hands it to dlt, or the native source's new versions converted by
-  `analytics_dlt.arrow.ArrowBatcher`) plus four columns;
+* `opening_table`: the open rows of new versions, from the arrow table of their batch (as the
+  engine hands it to dlt) plus four columns;
 * `rows_table`: rows read back from the destination (closing rows), converted column by column.
 """
 
@@ -26,9 +25,9 @@ _OURS = (VALID_FROM, VALID_TO, VERSION_HASH, SEQUENCE_COLUMN)
 def opening_table(
     table: pa.Table, batch: Changes, version: str, columns: Mapping[str, Any]
 ) -> pa.Table | None:
-    """The open rows of `batch.opened` with the history table's columns (`columns`, the history
-    hints' columns in order). `table` holds the batch's records, or only its opened ones (in that
-    order); None when it lacks a record column (use the dicts)."""
+    """`batch.opened`'s rows of `table` (the batch's records) with the history table's columns
+    (`columns`, the history hints' columns in order); None when `table` lacks a record column
+    (use the dicts)."""
     import pyarrow as pa
 
     record_columns = [name for name in columns if name not in _OURS]

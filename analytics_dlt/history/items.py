@@ -1,9 +1,8 @@
 """A batch's history rows as items for dlt: arrow tables where possible, else dicts.
 
 Arrow tables skip dlt's row-by-row normalize (see `analytics_dlt.arrow`); an engine that may hand
-them (`arrow_matches_dicts`) gives `batch_items` its batch as an arrow table (the bridge) or a
-converter for the new versions' records (the native source). Anything arrow cannot take as the
-history table's columns goes as dicts, which load the same rows.
+them (`arrow_matches_dicts`) gives `batch_items` the batch as the arrow table it hands dlt. Anything
+arrow cannot take as the history table's columns goes as dicts, which load the same rows.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from analytics_dlt.history.tables import VALID_FROM, VALID_TO, VERSION_HASH
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from analytics_dlt.arrow import ArrowBatcher
     from analytics_dlt.history.report import Changes
     from analytics_dlt.history.tracker import StreamHistory
 
@@ -26,19 +24,14 @@ Row = dict[str, Any]
 
 
 def batch_items(
-    tracker: StreamHistory,
-    records: Sequence[Mapping[str, Any]],
-    table: pa.Table | None = None,
-    batcher: ArrowBatcher | None = None,
+    tracker: StreamHistory, records: Sequence[Mapping[str, Any]], table: pa.Table | None = None
 ) -> list[Any]:
     """Items for dlt with the history rows of a batch of records: the new versions' open rows
     and the rows closing the versions they replace (`tracker.changes`). `table`: the same batch
-    as an arrow table, if the engine made one; `batcher`: a converter of the stream's records."""
+    as an arrow table, if the engine made one."""
     batch = tracker.changes(records)
     columns = tracker.hints["columns"]
     opened = None
-    if batch.opened and table is None and batcher is not None:
-        table = batcher.to_arrow([records[index] for index in batch.opened])
     if table is not None and batch.opened:
         opened = opening_table(table, batch, tracker.version, columns)
     if opened is None:  # dicts: dlt normalizes them

@@ -48,8 +48,6 @@ class HistoryCounts:
     """Keys received with a `_valid_from` before their open version's."""
     repeated: list[Any] = field(default_factory=list)
     """Keys with a second new version in this run (the earlier stays open until next run)."""
-    steps: int = 0
-    """Batches an engine handed over (the native source's step counts them)."""
 
     def report(self, logger: logging.Logger, name: str, version: str) -> None:
         """One line of counts (INFO on the run that starts history, else DEBUG: the run's

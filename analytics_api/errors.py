@@ -64,21 +64,25 @@ class TransientAPIError(Exception):
 E = TypeVar("E", bound=BaseException)
 
 
-def wrapped_errors(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and every exception it wraps: causes, contexts, and the `exception` attribute a
-    framework's step failure carries (dlt's `PipelineStepFailed`), each once."""
+def wrapped_errors(
+    exc: BaseException, *, through: tuple[str, ...] = ("exception",), arguments: bool = False
+) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps, each once, the nearest first: causes, contexts, the
+    attributes named in `through` (by default `exception`, which a framework's step failure
+    carries: dlt's `PipelineStepFailed`) and, with `arguments`, exceptions among its arguments
+    (requests wraps urllib3's errors there, urllib3 the socket's in `reason`)."""
     seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
+    queue: list[object] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
         yield current
-        wrapped = getattr(current, "exception", None)
-        stack.extend([current.__cause__, current.__context__])
-        if isinstance(wrapped, BaseException):
-            stack.append(wrapped)
+        queue += [current.__cause__, current.__context__]
+        queue += [getattr(current, name, None) for name in through]
+        if arguments:
+            queue += list(current.args)
 
 
 def find_error(exc: BaseException, cls: type[E]) -> E | None:

@@ -19,6 +19,7 @@ from analytics_api.errors import (
     AuthenticationError,
     ParentNotFoundError,
     TransientAPIError,
+    wrapped_errors,
 )
 from analytics_api.redact import excerpt
 
@@ -128,14 +129,5 @@ def untrusted_certificate(exc: BaseException) -> bool:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and what it wraps (causes, contexts, arguments, urllib3's `reason`), deepest last."""
-    seen: set[int] = set()
-    queue: list[object] = [exc]
-    while queue:
-        current = queue.pop(0)
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        queue += [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        queue += list(current.args)
+    """`exc` and what it wraps, down to the socket's error, deepest last."""
+    return wrapped_errors(exc, through=("reason",), arguments=True)

@@ -69,18 +69,7 @@ def is_schema_race(exc: BaseException) -> bool:
 
 def _all_errors(exc: BaseException) -> Iterator[BaseException]:
     """`wrapped_errors`, and what dlt's destination errors hold (`cause`, `dbapi_exception`)."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        for error in wrapped_errors(stack.pop()):
-            if id(error) in seen:
-                continue
-            seen.add(id(error))
-            yield error
-            for name in ("cause", "dbapi_exception"):
-                inner = getattr(error, name, None)
-                if isinstance(inner, BaseException):
-                    stack.append(inner)
+    return wrapped_errors(exc, through=("exception", "cause", "dbapi_exception"))
 
 
 def failure_message(environment: Environment, exc: BaseException, secret: str | None) -> str:
